@@ -1,0 +1,54 @@
+''' A thread-based synchronous client for the Bokeh server.
+
+A drop-in for ``bokeh.client``: change the import, keep the code.
+
+.. code-block:: python
+
+    from bokehsync import pull_session
+
+    with pull_session(url="http://localhost:5006/app") as session:
+        session.document.roots[0].title.text = "hello"
+
+No event loop is exposed or needed: one background thread per connection
+reads the socket, and every blocking call has a timeout.
+'''
+from __future__ import annotations
+
+import logging
+
+from .connection import DEFAULT_TIMEOUT, ClientConnection
+from .exceptions import (
+    BokehSyncError,
+    ConnectionFailed,
+    ConnectionLost,
+    ConnectionRejected,
+    ProtocolViolation,
+    ReplyTimeout,
+    ServerError,
+    WrongProcess,
+)
+from .session import DEFAULT_SESSION_ID, ClientSession, pull_session, push_session, show_session
+from .states import ErrorReason
+
+__version__ = "0.1.0"
+
+__all__ = (
+    'DEFAULT_SESSION_ID',
+    'DEFAULT_TIMEOUT',
+    'BokehSyncError',
+    'ClientConnection',
+    'ClientSession',
+    'ConnectionFailed',
+    'ConnectionLost',
+    'ConnectionRejected',
+    'ErrorReason',
+    'ProtocolViolation',
+    'ReplyTimeout',
+    'ServerError',
+    'WrongProcess',
+    'pull_session',
+    'push_session',
+    'show_session',
+)
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,894 @@
+''' ``ClientConnection``: one websocket to a Bokeh server session.
+
+Threads of a connection:
+
+* **callers** (any thread): send requests and document patches, then wait on
+  a ``concurrent.futures.Future`` for the reply;
+* **reader** ``bokehsync-reader-<session>`` (one, started after the server's
+  ACK, daemon so an open session never blocks interpreter exit): the only
+  thread that reads the socket; it assembles Bokeh messages, resolves
+  futures by ``reqid``, applies server PATCH-DOCs to the session document,
+  answers pings, and on its way out fails every pending future, closes the
+  socket and marks the connection DISCONNECTED;
+* **io_loop** ``bokehsync-ioloop-<session>``: only if something needs it (see
+  ``_loop``).
+
+Locks, always taken in this order, and never held while waiting for a reply:
+
+* ``send_lock``: one message's frames at a time on the wire (held while
+  writing, which may wait for the socket up to the call's deadline);
+* ``outbox_mutex``: the queue of messages waiting for ``send_lock``;
+* ``state_mutex``: the connection state;
+* ``Pending.pending_mutex`` and ``Transport.socket_mutex``: leaves.
+'''
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import ssl
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
+from typing import TYPE_CHECKING, Any
+
+import websocket
+from bokeh.protocol.message import Message
+from bokeh.util.strings import format_url_query_arguments
+
+from . import _frames
+from ._deadline import Deadline, check_timeout
+from ._loop import LoopThread
+from ._pending import Pending
+from ._transport import RECV_SIZE, Transport, WouldBlockTimeout
+from ._wire import PROTOCOL, Assembler, fragments, merge_patches
+from .exceptions import (
+    BokehSyncError,
+    ConnectionFailed,
+    ConnectionLost,
+    ConnectionRejected,
+    ProtocolViolation,
+    ReplyTimeout,
+    ServerError,
+    WrongProcess,
+)
+from .states import (
+    CONNECTED_AFTER_ACK,
+    CONNECTED_BEFORE_ACK,
+    DISCONNECTED,
+    NOT_YET_CONNECTED,
+    ErrorReason,
+    State,
+)
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+    from tornado.ioloop import IOLoop
+
+    from .session import ClientSession
+
+__all__ = (
+    'DEFAULT_TIMEOUT',
+    'ClientConnection',
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds a blocking call waits when no timeout is given.
+DEFAULT_TIMEOUT = 30.0
+
+#: Seconds ``close()`` waits for the server to answer its close frame.
+CLOSE_HANDSHAKE_TIMEOUT = 2.0
+
+#: Frames up to this size are joined with their neighbours into one write.
+_JOIN_LIMIT = 1 << 18
+
+#: Connections alive in this process, closed at interpreter exit and
+#: disowned in a forked child.
+_LIVE: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
+
+
+class ClientConnection:
+    ''' A websocket connection to a Bokeh server session.
+
+    Users normally use :class:`~bokehsync.ClientSession`; this class has the
+    API of ``bokeh.client.connection.ClientConnection``.
+
+    Args:
+        session (ClientSession) : the session that owns this connection
+        websocket_url (str) : ``ws://`` or ``wss://`` URL ending in ``/ws``
+        io_loop (IOLoop, optional) : a Tornado loop for document session
+            callbacks, used as given; by default one is started on its own
+            thread when first needed
+        arguments (dict[str, str], optional) : HTTP request arguments for the app
+        max_message_size (int, optional) : the largest message accepted from
+            the server, in bytes (default: 20 MiB)
+        timeout (float, optional) : default seconds for every blocking call
+            (default: 30)
+    '''
+
+    def __init__(self, session: ClientSession, websocket_url: str, io_loop: IOLoop | None = None,
+            arguments: dict[str, str] | None = None, max_message_size: int = 20*1024*1024, *,
+            timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._session = session
+        self._url = websocket_url
+        self._arguments = arguments
+        self._max_message_size = max_message_size
+        self._timeout = check_timeout(timeout)
+        self._pid = os.getpid()
+        self._name = f"{str(session.id)[:8]}"
+        self._loop = LoopThread(f"bokehsync-ioloop-{self._name}", io_loop)
+        self._init_runtime()
+        _LIVE.add(self)
+
+    def _init_runtime(self) -> None:
+        ''' The mutable machinery, fresh (also in a forked child). '''
+        self.send_lock = threading.Lock()
+        self.outbox_mutex = threading.Lock()
+        self.state_mutex = threading.Lock()
+        self._state: State = NOT_YET_CONNECTED()
+        self._closed_event = threading.Event()
+        self._pending = Pending()
+        self._outbox: deque[Message[Any]] = deque()
+        self._unacked: set[Future[Any]] = set()
+        self._patch_errors: list[BokehSyncError] = []
+        self._transport: Transport | None = None
+        self._reader: threading.Thread | None = None
+        self._closing = False
+        self._server_info: dict[str, Any] | None = None
+        self._error: BokehSyncError | None = None
+        self._pushes: set[str] = set()
+
+    # Properties --------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        ''' Whether the websocket is open and the server has sent its ACK. '''
+        return isinstance(self._state, CONNECTED_AFTER_ACK)
+
+    @property
+    def io_loop(self) -> IOLoop:
+        ''' The Tornado ``IOLoop`` for document session callbacks.
+
+        Created on first access, running on its own thread, unless one was
+        passed in.
+        '''
+        return self._loop.get()
+
+    @property
+    def url(self) -> str:
+        ''' The URL of the websocket this connection is to. '''
+        return self._url
+
+    @property
+    def error_reason(self) -> ErrorReason | None:
+        ''' Why the connection is closed (an ``ErrorReason``), or None while it is not. '''
+        state = self._state
+        return state.error_reason if isinstance(state, DISCONNECTED) else None
+
+    @property
+    def error_code(self) -> int | None:
+        ''' The HTTP status or close code of a failure; 0 while not disconnected. '''
+        state = self._state
+        return state.error_code if isinstance(state, DISCONNECTED) else 0
+
+    @property
+    def error_detail(self) -> str:
+        ''' The cause of a failure in words; empty while not disconnected. '''
+        state = self._state
+        return state.error_detail if isinstance(state, DISCONNECTED) else ""
+
+    @property
+    def error(self) -> BokehSyncError | None:
+        ''' The exception that describes why the connection closed or never
+        opened, or None. (bokehsync only)
+        '''
+        return self._error
+
+    @property
+    def timeout(self) -> float:
+        ''' Default seconds for every blocking call. (bokehsync only) '''
+        return self._timeout
+
+    # Public methods ----------------------------------------------------------
+
+    def connect(self, *, timeout: float | None = None) -> None:
+        ''' Open the websocket and wait for the server's ACK.
+
+        Like ``bokeh.client``, this does not raise when the server cannot be
+        reached: the connection ends DISCONNECTED with ``error_reason``,
+        ``error_code`` and ``error_detail`` set (and :attr:`error` holding
+        the exception), and :meth:`ClientSession.check_connection_errors`
+        raises it. Calling it on an open or closed connection does nothing.
+
+        Args:
+            timeout (float, optional) : seconds for the whole handshake
+        '''
+        self._check_process()
+        with self.state_mutex:
+            if not isinstance(self._state, NOT_YET_CONNECTED):
+                return
+            self._state = CONNECTED_BEFORE_ACK()
+        deadline = Deadline(self._resolve(timeout))
+        try:
+            self._open(deadline)
+        except BokehSyncError as e:
+            self._fail_connect(e)
+        except BaseException as e:
+            self._fail_connect(ConnectionFailed(f"failed to connect: {e!r}", self._url))
+            raise
+
+    def close(self, why: str = "closed", *, flush: bool = True, timeout: float | None = None) -> None:
+        ''' Close the connection: flush, send a close frame, stop the threads.
+
+        Idempotent. Safe from any thread, the reader's included.
+
+        Args:
+            why (str, optional) : the reason sent in the close frame
+            flush (bool, optional) : first wait until the server acknowledged
+                every document change sent so far (bokehsync only)
+            timeout (float, optional) : seconds for the flush (bokehsync only)
+
+        Raises:
+            ServerError, ConnectionLost, ReplyTimeout: from the flush, after
+            the connection is closed
+        '''
+        if os.getpid() != self._pid:
+            self._disown()
+            return
+        with self.state_mutex:
+            state = self._state
+            if isinstance(state, NOT_YET_CONNECTED):
+                self._state = DISCONNECTED()
+                self._closed_event.set()
+            already = self._closing or isinstance(state, (NOT_YET_CONNECTED, DISCONNECTED))
+            self._closing = True
+        flush_error: BokehSyncError | None = None
+        if not already:
+            if flush:
+                try:
+                    self.flush(timeout=timeout)
+                except BokehSyncError as e:
+                    flush_error = e
+            self._close_handshake(why)
+        self._join_reader()
+        self._loop.stop()
+        if flush_error is not None:
+            raise flush_error
+
+    def flush(self, *, timeout: float | None = None) -> None:
+        ''' Block until the server acknowledged every document change sent so
+        far, then report any it rejected. (bokehsync only)
+
+        Args:
+            timeout (float, optional) : seconds
+
+        Raises:
+            ServerError: the server rejected a change (its text and traceback)
+            ConnectionLost: the connection died with changes unacknowledged
+            ReplyTimeout: not all acknowledged in time
+        '''
+        self._check_process()
+        deadline = Deadline(self._resolve(timeout))
+        self._pump(block=True, deadline=deadline)
+        with self.outbox_mutex:
+            waiting = list(self._unacked)
+        if waiting:
+            self._check_not_blocking_reader("flush")
+            _, not_done = wait(waiting, timeout=deadline.remaining())
+            if not_done:
+                raise ReplyTimeout(f"{len(not_done)} document patch(es) not acknowledged within "
+                                   f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)
+        with self.outbox_mutex:
+            errors, self._patch_errors = self._patch_errors, []
+        if errors:
+            first = errors[0]
+            if len(errors) > 1:
+                log.error("%d document patches failed; raising the first", len(errors))
+            raise first
+
+    def force_roundtrip(self, *, timeout: float | None = None) -> None:
+        ''' Send a request and wait for its reply: every change sent before
+        has then been processed by the server.
+
+        Args:
+            timeout (float, optional) : seconds (bokehsync only)
+        '''
+        self._request(PROTOCOL.create('SERVER-INFO-REQ'), timeout=timeout)
+
+    def loop_until_closed(self) -> None:
+        ''' Block until the connection closes (e.g. by hitting Ctrl-C).
+
+        Server updates are applied by the reader thread meanwhile. Ctrl-C
+        closes the connection and returns.
+        '''
+        self._check_process()
+        with self.state_mutex:
+            if isinstance(self._state, NOT_YET_CONNECTED):
+                self._state = DISCONNECTED()
+                self._closed_event.set()
+                closed_now = True
+            else:
+                closed_now = False
+        if closed_now:
+            self._session._notify_disconnected()
+            return
+        try:
+            self._closed_event.wait()
+        except KeyboardInterrupt:
+            self.close("user interruption")
+
+    def pull_doc(self, document: Document, *, timeout: float | None = None) -> None:
+        ''' Pull the session document from the server into ``document``.
+
+        Args:
+            document (Document) : overwritten with the server's content
+            timeout (float, optional) : seconds (bokehsync only)
+
+        Raises:
+            ServerError, ConnectionLost, ReplyTimeout
+        '''
+        def apply(reply: Message[Any]) -> None:
+            self._session._apply_pulled(reply, document)
+        self._request(PROTOCOL.create('PULL-DOC-REQ'), on_reply=apply, timeout=timeout, what="pull the document")
+
+    def push_doc(self, document: Document, *, timeout: float | None = None) -> Message[Any]:
+        ''' Push ``document`` to the server, replacing the session document.
+
+        Args:
+            document (Document) : what to push
+            timeout (float, optional) : seconds (bokehsync only)
+
+        Returns:
+            Message : the server's OK reply
+
+        Raises:
+            ServerError, ConnectionLost, ReplyTimeout
+        '''
+        return self._push(PROTOCOL.create('PUSH-DOC', document), timeout=timeout)
+
+    def _push(self, message: Message[Any], *, timeout: float | None) -> Message[Any]:
+        ''' Send a PUSH-DOC and wait for its OK.
+
+        The server answers a push by replacing its document, and broadcasts
+        that replacement, to this connection too, as PATCH-DOCs sent before
+        the OK. They describe the document we sent, so the reader drops the
+        PATCH-DOCs that arrive while a push is unanswered (``bokeh.client``
+        drops every message that arrives while it waits for a reply).
+        '''
+        msgid = message.header["msgid"]
+        with self.state_mutex:
+            self._pushes.add(msgid)
+
+        def answered(reply: Message[Any]) -> Message[Any]:
+            with self.state_mutex:
+                self._pushes.discard(msgid)
+            return reply
+        try:
+            return self._request(message, on_reply=answered, timeout=timeout, what="push the document")
+        finally:
+            with self.state_mutex:
+                self._pushes.discard(msgid)
+
+    def request_server_info(self, *, timeout: float | None = None) -> dict[str, Any]:
+        ''' Ask the server for its version information (cached).
+
+        Returns:
+            dict : ``{"version_info": {"bokeh": ..., "server": ...}}``
+        '''
+        if self._server_info is None:
+            reply = self._request(PROTOCOL.create('SERVER-INFO-REQ'), timeout=timeout)
+            self._server_info = reply.content
+        return self._server_info
+
+    # Sending -----------------------------------------------------------------
+
+    def _queue_patch(self, message: Message[Any]) -> None:
+        ''' Queue a PATCH-DOC (the caller holds ``session.lock``, which keeps
+        creation order and queue order the same).
+        '''
+        if not self.connected:
+            log.debug("not connected: dropping a document patch for %s", self._url)
+            return
+        with self.outbox_mutex:
+            self._outbox.append(message)
+
+    def _pump_patches(self) -> None:
+        ''' Send queued patches now, unless another thread is sending: that
+        thread sends them, merged with their neighbours. Never blocks on
+        another sender; failures are logged and reported by the next flush.
+        '''
+        try:
+            self._pump(block=False, deadline=Deadline(self._timeout))
+        except BokehSyncError as e:
+            log.error("sending a document patch to %s failed: %s", self._url, e)
+
+    def _request(self, message: Message[Any], *, on_reply: Callable[[Message[Any]], Any] | None = None,
+            timeout: float | None = None, what: str = "") -> Any:
+        ''' Send a request and wait for its reply.
+
+        Returns:
+            the reply, or what ``on_reply`` returned for it
+        '''
+        self._check_process()
+        self._check_not_blocking_reader(what or message.msgtype)
+        deadline = Deadline(self._resolve(timeout))
+        if not self.connected:
+            raise self._not_connected(what or message.msgtype)
+        msgid = message.header["msgid"]
+        future = self._pending.add(msgid, on_reply)
+        with self.outbox_mutex:
+            self._outbox.append(message)
+        self._pump(block=True, deadline=deadline)
+        try:
+            return future.result(timeout=deadline.remaining())
+        except TimeoutError:
+            if not future.done():
+                self._pending.abandon(msgid)
+                raise ReplyTimeout(f"no reply to {message.msgtype} within {deadline.timeout} s",
+                                   self._url, msgid=msgid, timeout=deadline.timeout) from None
+            return future.result()
+        except ServerError as e:
+            if what:
+                raise ServerError(f"failed to {what}: {e.message}", self._url, text=e.text,
+                                  traceback=e.traceback, reqid=e.reqid) from e
+            raise
+
+    def _pump(self, block: bool, deadline: Deadline) -> None:
+        ''' Send everything queued, in order, merging adjacent patches.
+
+        ``block=False`` returns at once if another thread holds ``send_lock``:
+        that thread sends what was queued before it releases the lock.
+        '''
+        while True:
+            if block:
+                if not self.send_lock.acquire(timeout=deadline.remaining()):
+                    raise ReplyTimeout(f"could not send within {deadline.timeout} s: the connection "
+                                       "is busy sending", self._url, msgid=None, timeout=deadline.timeout)
+            elif not self.send_lock.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    with self.outbox_mutex:
+                        if not self._outbox:
+                            break
+                        batch = list(self._outbox)
+                        self._outbox.clear()
+                    self._write_batch(batch, deadline)
+            finally:
+                self.send_lock.release()
+            with self.outbox_mutex:
+                if not self._outbox:
+                    return
+            block = False
+
+    def _write_batch(self, batch: list[Message[Any]], deadline: Deadline) -> None:
+        ''' Write queued messages; patches in a row go as one. Holds ``send_lock``. '''
+        assert self.send_lock.locked()
+        messages: list[Message[Any]] = []
+        run: list[Message[Any]] = []
+        for message in batch:
+            if message.msgtype == 'PATCH-DOC':
+                run.append(message)
+                continue
+            if run:
+                messages.append(merge_patches(run))
+                run = []
+            messages.append(message)
+        if run:
+            messages.append(merge_patches(run))
+        for message in messages:
+            if message.msgtype == 'PATCH-DOC':
+                self._track_patch(message)
+        transport = self._transport
+        try:
+            if transport is None:
+                raise BrokenPipeError("not connected")
+            transport.send(_encode(messages), deadline=deadline.at)
+        except (OSError, WouldBlockTimeout) as e:
+            cause = ConnectionLost(f"sending to the server failed: {e!r}", self._url)
+            cause.__cause__ = e
+            self._abort(cause, ErrorReason.NETWORK_ERROR)
+            raise cause from e
+
+    def _track_patch(self, message: Message[Any]) -> None:
+        future = self._pending.add(message.header["msgid"])
+        with self.outbox_mutex:
+            self._unacked.add(future)
+        future.add_done_callback(self._patch_done)
+
+    def _patch_done(self, future: Future[Any]) -> None:
+        ''' Runs in the thread that resolved a patch's future (usually the reader). '''
+        error = future.exception()
+        with self.outbox_mutex:
+            self._unacked.discard(future)
+            if error is not None:
+                self._patch_errors.append(error if isinstance(error, BokehSyncError)
+                                          else ConnectionLost(repr(error), self._url))
+        if isinstance(error, ServerError):
+            log.error("the server at %s rejected a document patch: %s", self._url, error.text)
+
+    # Connecting --------------------------------------------------------------
+
+    def _open(self, deadline: Deadline) -> None:
+        ''' The handshake: websocket upgrade, then the server's ACK. '''
+        url = format_url_query_arguments(self._url, self._arguments)
+        ws = websocket.WebSocket(skip_utf8_validation=True)
+        try:
+            ws.connect(url, subprotocols=["bokeh", self._session.token], timeout=deadline.remaining(),
+                       suppress_origin=True, **self._session._handshake_options())
+        except websocket.WebSocketBadStatusException as e:
+            status = e.status_code
+            body = (e.resp_body or b"")[:200].decode("utf-8", "replace").strip()
+            if status == 404:
+                detail = f"HTTP 404: no Bokeh application at this path. Check your application path! ({url})"
+            elif status == 403:
+                detail = "HTTP 403: the server refused the websocket (Origin not allowed, or forbidden)"
+            else:
+                detail = f"HTTP {status} at the websocket handshake"
+            if body:
+                detail += f": {body}"
+            raise ConnectionFailed(detail, self._url, status=status) from e
+        except (socket.timeout, websocket.WebSocketTimeoutException) as e:
+            raise ReplyTimeout(f"connecting timed out after {deadline.timeout} s", self._url,
+                               msgid=None, timeout=deadline.timeout) from e
+        except ssl.SSLError as e:
+            raise ConnectionFailed(f"TLS error: {e}", self._url) from e
+        except ConnectionRefusedError as e:
+            raise ConnectionFailed("connection refused: is the Bokeh server running? "
+                                   "(start one with 'bokeh serve')", self._url) from e
+        except OSError as e:
+            raise ConnectionFailed(f"network error: {e}", self._url) from e
+        except websocket.WebSocketException as e:
+            raise ConnectionFailed(f"websocket handshake failed: {e}", self._url) from e
+        sock = ws.sock
+        ws.sock = None  # the socket is ours now; websocket-client must not touch it again
+        transport = Transport(sock)
+        self._transport = transport
+        parser = _frames.FrameParser(self._max_message_size, self._url)
+        assembler = Assembler(self._url)
+        early = self._wait_for_ack(transport, parser, assembler, deadline)
+        with self.state_mutex:
+            if self._closing:
+                raise ConnectionLost("closed while connecting", self._url)
+            self._state = CONNECTED_AFTER_ACK()
+        self._reader = threading.Thread(target=self._run_reader, args=(parser, assembler, early),
+                                        name=f"bokehsync-reader-{self._name}", daemon=True)
+        self._reader.start()
+        log.debug("connected to %s", self._url)
+
+    def _wait_for_ack(self, transport: Transport, parser: _frames.FrameParser, assembler: Assembler,
+            deadline: Deadline) -> list[_frames.Event]:
+        ''' Read until the ACK; return the events that came after it. '''
+        buf = bytearray(RECV_SIZE)
+        view = memoryview(buf)
+        while True:
+            try:
+                n = transport.recv(buf, deadline=deadline.at)
+            except WouldBlockTimeout:
+                transport.close()
+                raise ReplyTimeout(f"the server upgraded the websocket but sent no ACK within "
+                                   f"{deadline.timeout} s", self._url, msgid=None,
+                                   timeout=deadline.timeout) from None
+            except OSError as e:
+                transport.close()
+                raise self._rejected(None, f"the connection broke right after the upgrade ({e!r})") from e
+            if n == 0:
+                transport.close()
+                raise self._rejected(None, "the socket closed right after the upgrade")
+            try:
+                events = parser.feed(view[:n])
+            except ProtocolViolation:
+                transport.close()
+                raise
+            for i, event in enumerate(events):
+                if isinstance(event, _frames.Close):
+                    transport.close()
+                    raise self._rejected(event, "")
+                if isinstance(event, (_frames.Ping, _frames.Pong)):
+                    continue
+                try:
+                    message = assembler.feed(event)
+                except ProtocolViolation:
+                    transport.close()
+                    raise
+                if message is None:
+                    continue
+                if message.msgtype != 'ACK':
+                    transport.close()
+                    raise ProtocolViolation(f"bokeh protocol violation: expected ACK, got {message.msgtype}",
+                                            self._url)
+                return events[i + 1:]
+
+    def _rejected(self, close: _frames.Close | None, what: str) -> ConnectionRejected:
+        code = close.code if close else None
+        reason = close.reason if close else ""
+        got = what or (f"the server closed the connection right after the upgrade (code {code}"
+                       + (f", reason {reason!r})" if reason else ")"))
+        return ConnectionRejected(
+            f"{got}, before its ACK: the server refused the session. Likely causes: an invalid or "
+            "expired session token (check secret_key / sign_sessions / token_expiration), or the "
+            "server's auth hook rejected the request", self._url, close_code=code, close_reason=reason)
+
+    def _fail_connect(self, error: BokehSyncError) -> None:
+        if isinstance(error, ConnectionFailed) and getattr(error, "status", None) is not None:
+            state = DISCONNECTED(ErrorReason.HTTP_ERROR, error.status, error.message)
+        elif isinstance(error, ConnectionRejected):
+            state = DISCONNECTED(ErrorReason.HTTP_ERROR, error.close_code, error.message)
+        else:
+            state = DISCONNECTED(ErrorReason.NETWORK_ERROR, None, error.message)
+        log.info("connecting to %s failed: %s", self._url, error)
+        with self.state_mutex:
+            self._error = error
+            self._state = state
+        self._pending.fail_all(error)
+        self._closed_event.set()
+        self._session._notify_disconnected()
+
+    # The reader thread -------------------------------------------------------
+
+    def _run_reader(self, parser: _frames.FrameParser, assembler: Assembler,
+            early: list[_frames.Event]) -> None:
+        ''' Body of the reader thread: read, assemble, dispatch, until closed. '''
+        transport = self._transport
+        assert transport is not None
+        cause: BokehSyncError | None = None
+        reason = ErrorReason.NETWORK_ERROR
+        code: int | None = None
+        buf = bytearray(RECV_SIZE)
+        view = memoryview(buf)
+        try:
+            events = early
+            while True:
+                for event in events:
+                    if isinstance(event, _frames.Close):
+                        code = event.code
+                        cause, reason = self._on_close_frame(event)
+                        return
+                    if isinstance(event, _frames.Ping):
+                        self._send_control(_frames.OP_PONG, event.payload)
+                    elif isinstance(event, _frames.Pong):
+                        pass
+                    else:
+                        message = assembler.feed(event)
+                        if message is not None:
+                            self._dispatch(message)
+                n = transport.recv(buf)
+                if n == 0:
+                    if self._closing:
+                        reason = ErrorReason.NO_ERROR
+                    else:
+                        cause = ConnectionLost("the server closed the connection without a close frame",
+                                               self._url)
+                    return
+                events = parser.feed(view[:n])
+        except ProtocolViolation as e:
+            log.error("%s", e)
+            cause, code = e, 1002
+            self._send_control(_frames.OP_CLOSE, _frames.close_payload(1002, "protocol error"))
+        except OSError as e:
+            if self._closing:
+                reason = ErrorReason.NO_ERROR
+            else:
+                cause = ConnectionLost(f"the connection broke: {e!r}", self._url)
+                cause.__cause__ = e
+        except BaseException as e:
+            log.exception("the reader thread of %s failed", self._url)
+            cause = ConnectionLost(f"the reader thread failed: {e!r}", self._url)
+            cause.__cause__ = e
+        finally:
+            self._reader_exit(cause, reason, code)
+
+    def _on_close_frame(self, close: _frames.Close) -> tuple[BokehSyncError | None, ErrorReason]:
+        ''' The server sent a close frame: answer it, and say what it meant. '''
+        if not self._closing:
+            payload = _frames.close_payload(close.code, "") if close.code else b""
+            self._send_control(_frames.OP_CLOSE, payload)
+        if self._closing and close.code in (None, 1000, 1001):
+            return None, ErrorReason.NO_ERROR
+        detail = f"the server closed the connection (code {close.code}"
+        if close.code in (10000, 10001):
+            detail += ", Bokeh protocol error"
+        elif close.code == 1009:
+            detail += ", message too big: raise the server's --websocket-max-message-size"
+        detail += f", reason {close.reason!r})" if close.reason else ")"
+        return ConnectionLost(detail, self._url, close_code=close.code, close_reason=close.reason), \
+            ErrorReason.NETWORK_ERROR
+
+    def _dispatch(self, message: Message[Any]) -> None:
+        ''' Route one complete message (reader thread). '''
+        reqid = message.header.get("reqid")
+        msgtype = message.msgtype
+        if reqid is not None:
+            entry = self._pending.pop(reqid)
+            if entry is None:
+                if self._pending.was_abandoned(reqid):
+                    log.debug("dropping the late reply %s to %s", msgtype, reqid)
+                    return
+                raise ProtocolViolation(f"bokeh protocol violation: {msgtype} answers unknown request "
+                                        f"{reqid!r}", self._url)
+            future, on_reply = entry
+            if msgtype == 'ERROR':
+                content = message.content if isinstance(message.content, dict) else {}
+                text = str(content.get("text", ""))
+                future.set_exception(ServerError(f"the server answered ERROR: {text}", self._url,
+                                                 text=text, traceback=content.get("traceback"),
+                                                 reqid=reqid))
+                return
+            try:
+                result = on_reply(message) if on_reply is not None else message
+            except BaseException as e:
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+            return
+        if msgtype == 'PATCH-DOC':
+            if self._pushes:
+                log.debug("dropping the server's echo of a pushed document")
+                return
+            self._session._apply_server_patch(message)
+        elif msgtype == 'ERROR':
+            log.error("the server at %s sent an ERROR: %s", self._url, message.content)
+        else:
+            raise ProtocolViolation(f"bokeh protocol violation: unexpected unsolicited {msgtype}", self._url)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        ''' Send a pong or close frame (any thread); failures are only logged. '''
+        transport = self._transport
+        if transport is None:
+            return
+        deadline = Deadline(min(self._timeout, CLOSE_HANDSHAKE_TIMEOUT))
+        if not self.send_lock.acquire(timeout=deadline.remaining()):
+            log.debug("could not send control frame %#x: the connection is busy", opcode)
+            return
+        try:
+            transport.send([_frames.encode_frame(opcode, payload)], deadline=deadline.at)
+        except (OSError, WouldBlockTimeout) as e:
+            log.debug("could not send control frame %#x: %r", opcode, e)
+        finally:
+            self.send_lock.release()
+
+    def _reader_exit(self, cause: BokehSyncError | None, reason: ErrorReason, code: int | None) -> None:
+        ''' Last acts of the reader thread: state, futures, socket, session. '''
+        if cause is None and reason is not ErrorReason.NO_ERROR:
+            cause = ConnectionLost("the connection closed", self._url)
+        detail = cause.message if cause is not None else ""
+        with self.state_mutex:
+            if cause is not None and self._error is None:
+                self._error = cause
+            self._state = DISCONNECTED(reason, code, detail)
+        lost = cause or ConnectionLost("the connection was closed", self._url)
+        self._pending.fail_all(lost)
+        if self._transport is not None:
+            self._transport.close()
+        if cause is not None:
+            log.warning("connection to %s lost: %s", self._url, detail)
+        self._closed_event.set()
+        try:
+            self._session._notify_disconnected()
+        except Exception:
+            log.exception("notifying the session of %s about the disconnect failed", self._url)
+
+    # Closing -----------------------------------------------------------------
+
+    def _close_handshake(self, why: str) -> None:
+        ''' Send our close frame and give the server a moment to answer. '''
+        self._send_control(_frames.OP_CLOSE, _frames.close_payload(1000, why))
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(CLOSE_HANDSHAKE_TIMEOUT)
+
+    def _join_reader(self) -> None:
+        reader = self._reader
+        if reader is None:
+            with self.state_mutex:
+                if not isinstance(self._state, DISCONNECTED):
+                    self._state = DISCONNECTED()
+            self._closed_event.set()
+            return
+        if reader is threading.current_thread():
+            return
+        if reader.is_alive() and self._transport is not None:
+            self._transport.mark_closing()
+        reader.join(self._timeout)
+        if reader.is_alive():
+            log.error("the reader thread of %s did not stop", self._url)
+
+    def _abort(self, cause: BokehSyncError, reason: ErrorReason) -> None:
+        ''' Give up on a broken connection from a sending thread: the reader
+        sees the transport closing and exits with ``cause``.
+        '''
+        with self.state_mutex:
+            if self._error is None:
+                self._error = cause
+        self._pending.fail_all(cause)
+        if self._transport is not None:
+            self._transport.mark_closing()
+
+    # Processes ---------------------------------------------------------------
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise WrongProcess(f"this connection was opened in process {self._pid} and cannot be used "
+                               f"in process {os.getpid()} (after fork): create a new session in the "
+                               "child", self._url)
+
+    def _disown(self) -> None:
+        ''' In a forked child: drop the parent's socket and threads untouched. '''
+        transport = self._transport
+        self._init_runtime()
+        if transport is not None:
+            transport.forget()
+        self._state = DISCONNECTED(ErrorReason.NO_ERROR, None, "inherited across fork")
+        self._closed_event.set()
+        self._loop.forget()
+
+    # Helpers -----------------------------------------------------------------
+
+    def _resolve(self, timeout: float | None) -> float:
+        return self._timeout if timeout is None else check_timeout(timeout)
+
+    def _not_connected(self, what: str) -> ConnectionLost:
+        error = self._error
+        if isinstance(self._state, NOT_YET_CONNECTED):
+            return ConnectionLost(f"cannot {what}: not connected (call connect() first)", self._url)
+        exc = ConnectionLost(f"cannot {what}: the connection is closed"
+                             + (f" ({error.message})" if error is not None else ""), self._url)
+        exc.__cause__ = error
+        return exc
+
+    def _check_not_blocking_reader(self, what: str) -> None:
+        if threading.current_thread() is self._reader:
+            raise RuntimeError(f"cannot {what} from the reader thread (a document callback run for a "
+                               "server change): it would wait for itself")
+        if self._session._lock_held_by_me():
+            raise RuntimeError(f"cannot {what} while holding session.lock: the reader thread needs it "
+                               "to apply server changes that may come before the reply")
+
+
+def _encode(messages: list[Message[Any]]) -> Iterator[bytes | bytearray]:
+    ''' The bytes of ``messages`` as frames, small ones joined into one write. '''
+    small: list[bytes] = []
+    size = 0
+    for message in messages:
+        for fragment in fragments(message):
+            if isinstance(fragment, str):
+                opcode, data = _frames.OP_TEXT, fragment.encode("utf-8")
+            else:
+                opcode, data = _frames.OP_BINARY, fragment
+            if len(data) <= _JOIN_LIMIT:
+                for piece in _frames.iter_masked_frame(opcode, data):
+                    small.append(piece)  # type: ignore[arg-type]
+                    size += len(piece)
+                if size >= _JOIN_LIMIT:
+                    yield b"".join(small)
+                    small, size = [], 0
+                continue
+            if small:
+                yield b"".join(small)
+                small, size = [], 0
+            yield from _frames.iter_masked_frame(opcode, data)
+    if small:
+        yield b"".join(small)
+
+
+def _close_all_at_exit() -> None:
+    ''' Flush and close connections still open at interpreter exit. '''
+    for connection in list(_LIVE):
+        if connection._pid == os.getpid() and connection.connected:
+            try:
+                connection.close("interpreter exit", timeout=min(connection.timeout, 5.0))
+            except Exception as e:
+                log.warning("closing %s at exit: %s", connection.url, e)
+
+
+def _disown_all_in_child() -> None:
+    for connection in list(_LIVE):
+        connection._disown()
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_disown_all_in_child)

@@ -1,0 +1,117 @@
+''' Every exception bokehsync raises.
+
+Each class also inherits the built-in exception that ``bokeh.client`` raises
+in the same situation, so ``except OSError`` / ``except RuntimeError`` /
+``except TimeoutError`` clauses written for ``bokeh.client`` keep working:
+
+.. code-block:: none
+
+    BokehSyncError(Exception)
+    ├── ConnectionFailed(BokehSyncError, OSError)      no session could be opened
+    │   └── ConnectionRejected(ConnectionFailed)       the server closed right after the upgrade
+    ├── ConnectionLost(BokehSyncError, RuntimeError)   an open connection died, or is closed
+    ├── ServerError(BokehSyncError, RuntimeError)      the server answered a request with ERROR
+    ├── ProtocolViolation(BokehSyncError, RuntimeError) the server sent what the protocol forbids
+    ├── ReplyTimeout(BokehSyncError, TimeoutError)     no reply within the timeout
+    └── WrongProcess(BokehSyncError, RuntimeError)     a session used in a forked child
+
+Every exception keeps the websocket ``url`` it concerns (``None`` when it has
+none), names it in its message, and pickles, so it can cross a process pool.
+
+This module imports nothing from the rest of the package.
+'''
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = (
+    'BokehSyncError',
+    'ConnectionFailed',
+    'ConnectionLost',
+    'ConnectionRejected',
+    'ProtocolViolation',
+    'ReplyTimeout',
+    'ServerError',
+    'WrongProcess',
+)
+
+
+class BokehSyncError(Exception):
+    ''' Base class of every bokehsync exception.
+
+    Args:
+        message (str) : what went wrong, in words
+        url (str, optional) : the websocket URL concerned
+    '''
+
+    def __init__(self, message: str, url: str | None = None, **context: Any) -> None:
+        self.message = message
+        self.url = url
+        self._context = context
+        for name, value in context.items():
+            setattr(self, name, value)
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        if self.url and self.url not in self.message:
+            return f"{self.message} [{self.url}]"
+        return self.message
+
+    def __str__(self) -> str:
+        return self._format()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.url, self._context))
+
+
+def _rebuild(cls: type[BokehSyncError], message: str, url: str | None,
+        context: dict[str, Any]) -> BokehSyncError:
+    return cls(message, url, **context)
+
+
+class ConnectionFailed(BokehSyncError, OSError):
+    ''' No session could be opened: refused, DNS, TLS, an HTTP error at the
+    handshake (``status`` holds the code, e.g. 404 for a wrong app path, 403
+    for a refused Origin), or a timeout while connecting.
+    '''
+
+
+class ConnectionRejected(ConnectionFailed):
+    ''' The server accepted the websocket upgrade and then closed before its
+    ACK: it refused the session token (bad signature, expired) or an auth hook
+    refused the request. ``close_code`` and ``close_reason`` hold what the
+    server sent, if anything.
+    '''
+
+
+class ConnectionLost(BokehSyncError, RuntimeError):
+    ''' The connection died (or was closed) while a call needed it. The cause
+    is chained as ``__cause__`` where there is one.
+    '''
+
+
+class ServerError(BokehSyncError, RuntimeError):
+    ''' The server answered a request (or rejected a document patch) with an
+    ERROR message. ``text`` and ``traceback`` hold what the server sent;
+    ``reqid`` the id of the request it answered.
+    '''
+
+
+class ProtocolViolation(BokehSyncError, RuntimeError):
+    ''' The server sent something the Bokeh or websocket protocol forbids; the
+    connection is closed. The message names what was wrong.
+    '''
+
+
+class ReplyTimeout(BokehSyncError, TimeoutError):
+    ''' A blocking call did not complete within its timeout. ``msgid`` is the
+    request that went unanswered (``None`` for a connect), ``timeout`` the
+    limit in seconds.
+    '''
+
+
+class WrongProcess(BokehSyncError, RuntimeError):
+    ''' A session created in one process was used in another (after
+    ``fork``). Sockets cannot be shared across processes: create a new session
+    in the child instead.
+    '''

@@ -1,0 +1,33 @@
+''' Bokeh apps served to the tests by ``bokehsync._localserver``. '''
+from __future__ import annotations
+
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, Slider
+
+
+def empty(doc: Document) -> None:
+    ''' A session with an empty document. '''
+
+
+def slider(doc: Document) -> None:
+    ''' A Slider whose server-side on_change writes into a ColumnDataSource. '''
+    source = ColumnDataSource(data={"value": []}, name="source")
+    widget = Slider(start=0, end=100000, value=0, step=1, title="value", name="slider")
+
+    def changed(attr, old, new):
+        source.data = {"value": [*source.data["value"], new]}
+    widget.on_change("value", changed)
+    doc.add_root(widget)
+    doc.add_root(source)
+
+
+def stream(doc: Document) -> None:
+    ''' A periodic server callback that streams one row every 50 ms. '''
+    source = ColumnDataSource(data={"x": [], "y": []}, name="source")
+    count = [0]
+
+    def tick():
+        count[0] += 1
+        source.stream({"x": [count[0]], "y": [count[0] * 2]})
+    doc.add_root(source)
+    doc.add_periodic_callback(tick, 50)
