@@ -22,7 +22,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 
@@ -82,8 +82,8 @@ class Pong:
 
 
 #: What :meth:`FrameParser.feed` returns: complete text (``str``) and binary
-#: (``bytes``/``bytearray``) messages, and control events, in wire order.
-Event = Union[str, bytes, bytearray, Close, Ping, Pong]
+#: (``bytes``) messages, and control events, in wire order.
+Event: TypeAlias = "str | bytes | Close | Ping | Pong"
 
 
 def _frame_header(opcode: int, length: int, mask_key: bytes, fin: bool = True) -> bytes:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import ssl
 import threading
 import weakref
@@ -532,7 +531,7 @@ class ClientConnection:
             if body:
                 detail += f": {body}"
             raise ConnectionFailed(detail, self._url, status=status) from e
-        except (socket.timeout, websocket.WebSocketTimeoutException) as e:
+        except (TimeoutError, websocket.WebSocketTimeoutException) as e:
             raise ReplyTimeout(f"connecting timed out after {deadline.timeout} s", self._url,
                                msgid=None, timeout=deadline.timeout) from e
         except ssl.SSLError as e:

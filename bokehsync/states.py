@@ -11,8 +11,8 @@ __all__ = (
     'CONNECTED_AFTER_ACK',
     'CONNECTED_BEFORE_ACK',
     'DISCONNECTED',
-    'ErrorReason',
     'NOT_YET_CONNECTED',
+    'ErrorReason',
     'State',
 )
 

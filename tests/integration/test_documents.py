@@ -1,0 +1,184 @@
+''' Documents round-trip through a real Bokeh server and stay in sync both ways. '''
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, Range1d
+
+from bokehsync import ClientSession, pull_session, push_session
+from tests.conftest import LONG, wait_until
+
+
+def _doc_with_arrays(n: int = 1000) -> Document:
+    doc = Document()
+    doc.add_root(ColumnDataSource(data={
+        "f": np.linspace(0.0, 1.0, n, dtype=np.float64),
+        "i": np.arange(n, dtype=np.int32),
+    }, name="cds"))
+    doc.add_root(Range1d(start=0, end=1, name="range"))
+    return doc
+
+
+def test_push_then_pull_keeps_binary_columns(server):
+    ''' float64 and int32 columns pushed as binary buffers come back equal in a fresh session. '''
+    doc = _doc_with_arrays()
+    with push_session(doc, url=server.url("/empty")) as pushed:
+        sid = pushed.id
+        with pull_session(session_id=sid, url=server.url("/empty")) as pulled:
+            data = pulled.document.get_model_by_name("cds").data
+    assert data["f"].dtype == np.float64 and data["i"].dtype == np.int32
+    np.testing.assert_array_equal(data["f"], np.linspace(0.0, 1.0, 1000))
+    np.testing.assert_array_equal(data["i"], np.arange(1000, dtype=np.int32))
+
+
+def test_change_just_before_close_reaches_the_server(server):
+    ''' A change made right before close() is on the server when close() returns. '''
+    doc = _doc_with_arrays(10)
+    session = push_session(doc, url=server.url("/empty"))
+    doc.get_model_by_name("range").start = 42
+    session.close()
+    with pull_session(session_id=session.id, url=server.url("/empty")) as check:
+        assert check.document.get_model_by_name("range").start == 42
+
+
+def test_streamed_rows_reach_the_server(server):
+    ''' source.stream() of binary rows arrives in order. '''
+    doc = _doc_with_arrays(0)
+    source = doc.get_model_by_name("cds")
+    with push_session(doc, url=server.url("/empty")) as session:
+        for k in range(20):
+            source.stream({"f": np.array([k / 10.0]), "i": np.array([k], dtype=np.int32)})
+        session.flush()
+        with pull_session(session_id=session.id, url=server.url("/empty")) as check:
+            data = check.document.get_model_by_name("cds").data
+    np.testing.assert_array_equal(np.asarray(data["i"]), np.arange(20))
+
+
+def test_server_changes_apply_without_any_call(server):
+    ''' A server-side on_change writes into a source; the local document sees it while the caller only waits. '''
+    with pull_session(url=server.url("/slider")) as session:
+        slider = session.document.get_model_by_name("slider")
+        source = session.document.get_model_by_name("source")
+        slider.value = 7
+        wait_until(lambda: list(source.data["value"]) == [7], what="the server's write to arrive")
+
+
+def test_periodic_server_updates_arrive_while_idle(server):
+    ''' A server periodic callback's streamed rows arrive with no client call at all. '''
+    with pull_session(url=server.url("/stream")) as session:
+        source = session.document.get_model_by_name("source")
+        wait_until(lambda: len(source.data["x"]) >= 5, what="five streamed rows")
+        xs = list(source.data["x"])
+    assert xs == sorted(xs) and xs[:1] != []
+
+
+def test_server_changes_are_not_echoed(server):
+    ''' Changes applied from the server are not sent back to it. '''
+    with pull_session(url=server.url("/slider")) as session:
+        sent: list[object] = []
+        original = session._connection._queue_patch
+        session._connection._queue_patch = lambda message: (sent.append(message), original(message))
+        source = session.document.get_model_by_name("source")
+        session.document.get_model_by_name("slider").value = 3
+        wait_until(lambda: list(source.data["value"]) == [3])
+        session.force_roundtrip()
+    assert len(sent) == 1  # only our own slider change
+
+
+def test_two_clients_see_each_others_changes(server):
+    ''' A change by one client of a session reaches another client of the same session. '''
+    doc = _doc_with_arrays(5)
+    with push_session(doc, url=server.url("/empty")) as writer:
+        with pull_session(session_id=writer.id, url=server.url("/empty")) as reader:
+            remote = reader.document.get_model_by_name("range")
+            doc.get_model_by_name("range").end = 99
+            wait_until(lambda: remote.end == 99, what="the change to reach the second client")
+
+
+def test_pull_twice_reuses_the_document(server):
+    ''' A second pull overwrites the same document object and sends nothing back. '''
+    with pull_session(url=server.url("/slider")) as session:
+        doc = session.document
+        session.pull()
+        assert session.document is doc
+        assert doc.get_model_by_name("slider") is not None
+
+
+def test_push_reply_and_unknown_document_rules(server):
+    ''' push() with another document than session.document is refused, like bokeh.client. '''
+    doc = Document()
+    with push_session(doc, url=server.url("/empty")) as session:
+        try:
+            session.push(Document())
+        except ValueError as e:
+            assert "different document" in str(e)
+        else:
+            raise AssertionError("push of a different document was accepted")
+        session.push()  # the same document again is fine
+        reply = session._connection.push_doc(doc)
+        assert reply.msgtype == "OK"
+
+
+def test_session_callbacks_run_on_the_loop_thread(server):
+    ''' A periodic callback on a pushed document runs on the io_loop thread, holding session.lock, and syncs. '''
+    doc = Document()
+    r = Range1d(start=0, end=1, name="range")
+    doc.add_root(r)
+    seen: list[tuple[str, bool]] = []
+    session = ClientSession(websocket_url=server.ws_url("/empty"))
+
+    def tick():
+        seen.append((threading.current_thread().name, session.lock._is_owned()))
+        r.start += 1
+    doc.add_periodic_callback(tick, 20)
+    session.push(doc)
+    try:
+        wait_until(lambda: r.start >= 3, what="three ticks")
+        session.flush()
+        with pull_session(session_id=session.id, url=server.url("/empty")) as check:
+            assert check.document.get_model_by_name("range").start >= 3
+    finally:
+        session.close()
+    assert all(name.startswith("bokehsync-ioloop-") and owned for name, owned in seen)
+
+
+def test_no_loop_thread_without_callbacks(server):
+    ''' A session that needs no io_loop starts none. '''
+    with pull_session(url=server.url("/slider")) as session:
+        session.document.get_model_by_name("slider").value = 1
+        session.force_roundtrip()
+        names = [t.name for t in threading.enumerate()]
+    assert not any(n.startswith("bokehsync-ioloop-") for n in names)
+    assert any(n.startswith("bokehsync-reader-") for n in names)
+
+
+def test_given_io_loop_is_kept(server):
+    ''' An io_loop passed in is the one the connection reports. '''
+    from tornado.ioloop import IOLoop
+    loop = IOLoop(make_current=False)
+    try:
+        with pull_session(url=server.url("/empty"), io_loop=loop) as session:
+            assert session._connection.io_loop is loop
+    finally:
+        loop.close()
+
+
+def test_batch_sends_one_patch(server):
+    ''' Changes inside session.batch() go as one PATCH-DOC, and all arrive. '''
+    doc = _doc_with_arrays(3)
+    r = doc.get_model_by_name("range")
+    with push_session(doc, url=server.url("/empty")) as session:
+        sent: list[object] = []
+        original = session._connection._queue_patch
+        session._connection._queue_patch = lambda message: (sent.append(message), original(message))
+        with session.batch():
+            for k in range(50):
+                r.start = k
+            r.end = 1000
+        session.flush(timeout=LONG)
+        with pull_session(session_id=session.id, url=server.url("/empty")) as check:
+            remote = check.document.get_model_by_name("range")
+            assert (remote.start, remote.end) == (49, 1000)
+    assert len(sent) == 1
