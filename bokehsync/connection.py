@@ -430,6 +430,11 @@ class ClientConnection:
                 raise ReplyTimeout(f"no reply to {message.msgtype} within {deadline.timeout} s",
                                    self._url, msgid=msgid, timeout=deadline.timeout) from None
             return future.result()
+        except ConnectionLost as e:
+            # A fresh exception per caller: the shared cause is raised in
+            # many threads at once and must not collect their tracebacks.
+            raise ConnectionLost(f"cannot {what or message.msgtype}: {e.message}", self._url,
+                                 **e._context) from e
         except ServerError as e:
             if what:
                 raise ServerError(f"failed to {what}: {e.message}", self._url, text=e.text,
