@@ -1,0 +1,106 @@
+''' Websocket framing without sockets: masking, parsing, limits, close codes. '''
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websocket import ABNF
+
+from bokehsync import ProtocolViolation, _frames
+
+
+def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    ''' An unmasked frame as a server sends it. '''
+    frame = ABNF(fin=int(fin), opcode=opcode, data=payload, mask_value=0)
+    return frame.format()
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 125, 126, 4095, 4096, 4097, 65535, 65536, 70001, 3 * (1 << 20) + 7])
+def test_masked_frames_match_websocket_client(size):
+    ''' Our masked frame is byte for byte what websocket-client would send with the same key. '''
+    payload = os.urandom(size)
+    key = b"\x01\x82\x43\xf4"
+    ours = b"".join(_frames.iter_masked_frame(_frames.OP_BINARY, payload, mask_key=key, chunk=1 << 16))
+    theirs = ABNF.create_frame(payload, ABNF.OPCODE_BINARY)
+    theirs.get_mask_key = lambda n: key
+    assert ours == theirs.format()
+
+
+def test_parser_assembles_fragmented_messages():
+    ''' Continuation frames join into one message; text decodes as UTF-8. '''
+    parser = _frames.FrameParser(1 << 20)
+    data = server_frame(_frames.OP_TEXT, "hé".encode(), fin=False) + server_frame(0, b"llo")
+    data += server_frame(_frames.OP_BINARY, b"\x00\x01")
+    assert parser.feed(data) == ["héllo", b"\x00\x01"]
+
+
+def test_parser_handles_byte_by_byte_input():
+    ''' Any split of the byte stream gives the same events. '''
+    data = server_frame(_frames.OP_TEXT, b"x" * 300) + server_frame(_frames.OP_PING, b"p")
+    parser = _frames.FrameParser(1 << 20)
+    events = []
+    for i in range(len(data)):
+        events += parser.feed(data[i:i + 1])
+    assert events == ["x" * 300, _frames.Ping(b"p")]
+
+
+def test_oversize_frame_refused_from_its_header():
+    ''' A header announcing more than max_message_size is refused before any payload arrives. '''
+    parser = _frames.FrameParser(1000)
+    header = struct.pack("!BBQ", 0x82, 127, 1 << 40)
+    with pytest.raises(ProtocolViolation, match="exceeds max_message_size"):
+        parser.feed(header)
+
+
+def test_fragmented_message_over_the_limit_is_refused():
+    ''' The limit counts a fragmented message as a whole. '''
+    parser = _frames.FrameParser(1000)
+    parser.feed(server_frame(_frames.OP_BINARY, b"a" * 600, fin=False))
+    with pytest.raises(ProtocolViolation, match="exceeds"):
+        parser.feed(server_frame(0, b"a" * 600)[:4])
+
+
+@pytest.mark.parametrize("code", [1000, 1009, 10000, 10001])
+def test_close_codes_outside_rfc_range_are_kept(code):
+    ''' Bokeh's 10000/10001 closes keep their code and reason. '''
+    parser = _frames.FrameParser(1000)
+    payload = struct.pack("!H", code) + b"server failed to parse a message"
+    assert parser.feed(server_frame(_frames.OP_CLOSE, payload)) == [
+        _frames.Close(code, "server failed to parse a message")]
+
+
+@pytest.mark.parametrize("data, what", [
+    (b"\x82\x85abcd", "masked"),
+    (b"\xc2\x00", "reserved"),
+    (b"\x83\x00", "unknown opcode"),
+    (b"\x80\x00", "continuation"),
+    (b"\x09\x00", "control"),
+    (bytes([0x81, 2]) + b"\xff\xfe", "UTF-8"),
+])
+def test_protocol_violations_are_named(data, what):
+    ''' Each frame the protocol forbids gives a ProtocolViolation naming it. '''
+    with pytest.raises(ProtocolViolation, match=what):
+        _frames.FrameParser(1000).feed(data)
+
+
+def test_data_after_close_is_a_violation():
+    ''' Garbage after the close frame is refused. '''
+    parser = _frames.FrameParser(1000)
+    with pytest.raises(ProtocolViolation, match="after the close"):
+        parser.feed(server_frame(_frames.OP_CLOSE, struct.pack("!H", 1000)) + b"junk")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=20), st.integers(min_value=1, max_value=64))
+def test_fuzz_random_bytes_never_raise_unexpected_errors(chunks, step):
+    ''' Random byte streams either parse or raise ProtocolViolation; nothing else, no hang. '''
+    parser = _frames.FrameParser(4096)
+    data = b"".join(chunks)
+    try:
+        for i in range(0, len(data), step):
+            parser.feed(data[i:i + step])
+    except ProtocolViolation:
+        pass

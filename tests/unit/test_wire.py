@@ -1,0 +1,109 @@
+''' Bokeh message assembly without sockets. '''
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bokehsync import ProtocolViolation
+from bokehsync._pending import Pending
+from bokehsync._wire import PROTOCOL, Assembler, fragments, merge_patches
+
+
+def _header(msgtype: str = "OK", **extra) -> str:
+    return json.dumps({"msgid": "1", "msgtype": msgtype, **extra})
+
+
+def test_round_trip_with_buffers():
+    ''' A PULL-DOC-REPLY with binary buffers survives fragments() and Assembler. '''
+    doc = Document()
+    doc.add_root(ColumnDataSource(data={"a": np.arange(5, dtype=np.float64)}))
+    push = PROTOCOL.create("PUSH-DOC", doc)
+    assembler = Assembler()
+    out = None
+    for fragment in fragments(push):
+        out = assembler.feed(fragment if isinstance(fragment, str) else bytes(fragment))
+    assert out is not None and out.msgtype == "PUSH-DOC" and len(out.buffers) == 1
+    target = Document()
+    out.push_to_document(target)
+    np.testing.assert_array_equal(target.roots[0].data["a"], np.arange(5.0))
+
+
+@pytest.mark.parametrize("sequence, what", [
+    ([b"binary"], "expected a text header"),
+    (["not json"], "not valid JSON"),
+    ([json.dumps({"msgid": "1"})], "without msgtype"),
+    ([_header("NOPE"), "{}", "{}"], "unknown or malformed"),
+    ([_header(num_buffers=1), "{}", "{}", '{"idx": 1}'], "malformed buffer header"),
+    ([_header(num_buffers=1), "{}", "{}", b"x"], "expected a text buffer header"),
+    ([_header(num_buffers=1), "{}", "{}", '{"id": "b"}', "text"], "expected a binary buffer payload"),
+    ([_header(num_buffers=-1)], "bad num_buffers"),
+    ([_header(), "{}", "{broken"], "could not be decoded"),
+])
+def test_violations_are_named(sequence, what):
+    ''' Each malformed sequence raises ProtocolViolation saying what was wrong. '''
+    assembler = Assembler("ws://x/ws")
+    with pytest.raises(ProtocolViolation, match=what) as info:
+        for fragment in sequence:
+            assembler.feed(fragment)
+    assert "ws://x/ws" in str(info.value)
+
+
+def test_merge_patches_keeps_event_order_and_buffers():
+    ''' Merged PATCH-DOCs carry all events in order and all buffers. '''
+    doc = Document()
+    cds = ColumnDataSource(data={"a": np.arange(3.0)})
+    doc.add_root(cds)
+    doc.to_json()  # mark models as known to the peer
+    events = []
+    doc.on_change(lambda event: events.append(event))
+    cds.data = {"a": np.arange(4.0)}
+    cds.data = {"a": np.arange(5.0)}
+    patches = [PROTOCOL.create("PATCH-DOC", [e]) for e in events]
+    merged = merge_patches(patches)
+    assert len(merged.content["events"]) == 2 and len(merged.buffers) == 2
+    target = Document.from_json(doc.to_json())
+    merged.apply_to_document(target)
+    np.testing.assert_array_equal(target.roots[0].data["a"], np.arange(5.0))
+
+
+def test_pending_fail_all_fails_later_adds():
+    ''' After fail_all, new requests fail at once with the same cause. '''
+    pending = Pending()
+    early = pending.add("a")
+    cause = RuntimeError("gone")
+    pending.fail_all(cause)
+    assert early.exception() is cause and pending.add("b").exception() is cause
+
+
+def test_pending_remembers_abandoned_ids():
+    ''' A timed-out request's id is remembered so its late reply is not a violation. '''
+    pending = Pending()
+    pending.add("a")
+    pending.abandon("a")
+    assert pending.was_abandoned("a") and pending.pop("a") is None and len(pending) == 0
+
+
+_fragment = st.one_of(
+    st.sampled_from([_header(), _header("PATCH-DOC"), _header(num_buffers=1), "{}", '{"id": "x"}',
+                     '{"events": []}', "[]", "null"]),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_fragment, max_size=12))
+def test_fuzz_assembly_raises_only_protocol_violation(sequence):
+    ''' Random fragment sequences either assemble or raise ProtocolViolation, never anything else. '''
+    assembler = Assembler()
+    try:
+        for fragment in sequence:
+            assembler.feed(fragment)
+    except ProtocolViolation:
+        pass
