@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from . import _compat  # noqa: F401  (first: refuses an unsupported bokeh with a clear ImportError)
 from .connection import DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import (
     BokehSyncError,

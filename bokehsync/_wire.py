@@ -16,6 +16,7 @@ from bokeh.protocol import Protocol
 from bokeh.protocol.exceptions import MessageError, ProtocolError, ValidationError
 from bokeh.protocol.message import Message
 
+from ._compat import add_buffers
 from .exceptions import ProtocolViolation
 
 __all__ = (
@@ -68,7 +69,7 @@ def merge_patches(patches: list[Message[Any]]) -> Message[Any]:
         buffers.extend(patch.buffers)
     merged = cls(cls.create_header(), {}, {"events": events})
     if buffers:
-        merged.add_buffers(*buffers)
+        add_buffers(merged, buffers)
     return merged
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bokehsync import ProtocolViolation
+from bokehsync._compat import DOC_MESSAGES_HAVE_BUFFERS
 from bokehsync._pending import Pending
 from bokehsync._wire import PROTOCOL, Assembler, fragments, merge_patches
 
@@ -28,7 +29,8 @@ def test_round_trip_with_buffers():
     out = None
     for fragment in fragments(push):
         out = assembler.feed(fragment if isinstance(fragment, str) else bytes(fragment))
-    assert out is not None and out.msgtype == "PUSH-DOC" and len(out.buffers) == 1
+    # bokeh < 3.9 inlines the array as base64 instead of sending a buffer.
+    assert out is not None and out.msgtype == "PUSH-DOC" and len(out.buffers) == int(DOC_MESSAGES_HAVE_BUFFERS)
     target = Document()
     out.push_to_document(target)
     np.testing.assert_array_equal(target.roots[0].data["a"], np.arange(5.0))
