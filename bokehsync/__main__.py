@@ -1,0 +1,13 @@
+''' ``python -m bokehsync``: the command line (see :mod:`bokehsync.cli`). '''
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+__all__ = (
+    'main',
+)
+
+if __name__ == "__main__":
+    sys.exit(main())
