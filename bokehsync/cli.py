@@ -112,9 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _classify(e: BaseException) -> tuple[int, str]:
     ''' The exit code and the one-line message for an exception. '''
     from .exceptions import ConnectionFailed, ReplyTimeout
-    if isinstance(e, CommandError):
-        return e.code, str(e)
     message = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, CommandError):
+        return e.code, message
     if isinstance(e, ConnectionFailed):
         return EXIT_UNREACHABLE, message
     if isinstance(e, (ReplyTimeout, TimeoutError)):
