@@ -1,0 +1,51 @@
+''' The bokeh version check and the shims of bokehsync._compat. '''
+from __future__ import annotations
+
+import bokeh
+import pytest
+from bokeh.core.serialization import Buffer
+
+from bokehsync import _compat
+from bokehsync._wire import PROTOCOL
+
+
+@pytest.mark.parametrize("version", ["3.4.0", "3.4.3", "3.8.2", "3.9.2", "3.10.0.dev1", "3.11.0rc2"])
+def test_supported_bokeh_versions_pass(version):
+    ''' Every bokeh 3.x from 3.4 on passes the check. '''
+    assert _compat.check_bokeh_version(version)[:2] >= (3, 4)
+
+
+@pytest.mark.parametrize("version", ["3.3.4", "3.0.0", "2.4.3", "4.0.0", "4.0.0.dev1", "garbage"])
+def test_unsupported_bokeh_versions_raise_import_error(version):
+    ''' Any other bokeh raises ImportError naming the installed version and the supported range. '''
+    with pytest.raises(ImportError, match=rf"bokehsync requires bokeh >= 3\.4, < 4, but bokeh {version} is installed"):
+        _compat.check_bokeh_version(version)
+
+
+def test_installed_bokeh_is_the_one_checked():
+    ''' BOKEH_VERSION is the installed bokeh's. '''
+    assert ".".join(map(str, _compat.BOKEH_VERSION)) in bokeh.__version__
+
+
+def test_add_buffers_appends_in_order_and_counts():
+    ''' add_buffers() appends each buffer and sets num_buffers, on the installed bokeh. '''
+    message = PROTOCOL.create("PATCH-DOC", [])
+    buffers = [Buffer(f"b{i}", bytes([i])) for i in range(3)]
+    _compat.add_buffers(message, buffers)
+    assert message.header["num_buffers"] == 3
+    assert [b.id for b in message.buffers] == ["b0", "b1", "b2"]
+
+
+def test_add_buffers_without_add_buffers_method():
+    ''' On a bokeh < 3.9 message (add_buffer only), add_buffers() adds them one by one. '''
+    class OldMessage:
+        def __init__(self) -> None:
+            self.added: list[Buffer] = []
+
+        def add_buffer(self, buffer: Buffer) -> None:
+            self.added.append(buffer)
+
+    message = OldMessage()
+    buffers = [Buffer("x", b"1"), Buffer("y", b"2")]
+    _compat.add_buffers(message, buffers)  # type: ignore[arg-type]
+    assert message.added == buffers
