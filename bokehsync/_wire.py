@@ -16,13 +16,11 @@ from bokeh.protocol import Protocol
 from bokeh.protocol.exceptions import MessageError, ProtocolError, ValidationError
 from bokeh.protocol.message import Message
 
-from ._compat import add_buffers
 from .exceptions import ProtocolViolation
 
 __all__ = (
     'Assembler',
     'fragments',
-    'merge_patches',
 )
 
 #: bokeh's registry of message types; stateless, shared by all connections.
@@ -44,33 +42,6 @@ def fragments(message: Message[Any]) -> list[str | bytes | memoryview]:
         data = buffer.data
         out.append(data if isinstance(data, (bytes, memoryview)) else memoryview(data))
     return out
-
-
-def merge_patches(patches: list[Message[Any]]) -> Message[Any]:
-    ''' One PATCH-DOC carrying the events of several, in order.
-
-    Each patch was serialized when its change happened, so merging is only
-    concatenation: the events keep their order and what the server ends up
-    with is the same as if each had been sent alone.
-
-    Args:
-        patches (list[Message]) : PATCH-DOC messages, oldest first
-
-    Returns:
-        Message : ``patches[0]`` itself when there is one, else a new PATCH-DOC
-    '''
-    if len(patches) == 1:
-        return patches[0]
-    cls = type(patches[0])
-    events: list[Any] = []
-    buffers: list[Any] = []
-    for patch in patches:
-        events.extend(patch.content["events"])
-        buffers.extend(patch.buffers)
-    merged = cls(cls.create_header(), {}, {"events": events})
-    if buffers:
-        add_buffers(merged, buffers)
-    return merged
 
 
 class Assembler:

@@ -40,10 +40,11 @@ from bokeh.util.strings import format_url_query_arguments
 
 from . import _frames
 from ._deadline import Deadline, check_timeout
+from ._handshake import private_cookies
 from ._loop import LoopThread
 from ._pending import Pending
 from ._transport import RECV_SIZE, Transport, WouldBlockTimeout
-from ._wire import PROTOCOL, Assembler, fragments, merge_patches
+from ._wire import PROTOCOL, Assembler, fragments
 from .exceptions import (
     BokehSyncError,
     ConnectionFailed,
@@ -82,12 +83,19 @@ DEFAULT_TIMEOUT = 30.0
 #: Seconds ``close()`` waits for the server to answer its close frame.
 CLOSE_HANDSHAKE_TIMEOUT = 2.0
 
+#: PATCH-DOCs in flight before further changes wait, merged, for an OK.
+PATCH_WINDOW = 1
+
 #: Frames up to this size are joined with their neighbours into one write.
 _JOIN_LIMIT = 1 << 18
 
 #: Connections alive in this process, closed at interpreter exit and
 #: disowned in a forked child.
 _LIVE: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
+
+
+class _Events(list):  # type: ignore[type-arg]
+    ''' A run of queued document change events, serialized when sent. '''
 
 
 class ClientConnection:
@@ -131,7 +139,7 @@ class ClientConnection:
         self._state: State = NOT_YET_CONNECTED()
         self._closed_event = threading.Event()
         self._pending = Pending()
-        self._outbox: deque[Message[Any]] = deque()
+        self._outbox: deque[Message[Any] | _Events] = deque()
         self._unacked: set[Future[Any]] = set()
         self._patch_errors: list[BokehSyncError] = []
         self._transport: Transport | None = None
@@ -385,25 +393,31 @@ class ClientConnection:
 
     # Sending -----------------------------------------------------------------
 
-    def _queue_patch(self, message: Message[Any]) -> None:
-        ''' Queue a PATCH-DOC (the caller holds ``session.lock``, which keeps
-        creation order and queue order the same).
+    def _queue_events(self, events: list[Any]) -> None:
+        ''' Queue document change events, to be serialized when sent.
+
+        The caller holds ``session.lock``, which keeps the order of changes
+        and the order of the queue the same.
         '''
         if not self.connected:
-            log.debug("not connected: dropping a document patch for %s", self._url)
+            log.debug("not connected: dropping %d document change(s) for %s", len(events), self._url)
             return
         with self.outbox_mutex:
-            self._outbox.append(message)
+            if self._outbox and isinstance(self._outbox[-1], _Events):
+                self._outbox[-1].extend(events)
+            else:
+                self._outbox.append(_Events(events))
 
     def _pump_patches(self) -> None:
-        ''' Send queued patches now, unless another thread is sending: that
-        thread sends them, merged with their neighbours. Never blocks on
-        another sender; failures are logged and reported by the next flush.
+        ''' Send queued changes now, unless another thread is sending (it
+        sends them) or a PATCH-DOC is still unacknowledged (they go, merged,
+        when its OK arrives). Never blocks; failures are logged and reported
+        by the next flush.
         '''
         try:
-            self._pump(block=False, deadline=Deadline(self._timeout))
+            self._pump(block=False, deadline=Deadline(self._timeout), force=False)
         except BokehSyncError as e:
-            log.error("sending a document patch to %s failed: %s", self._url, e)
+            log.error("sending document changes to %s failed: %s", self._url, e)
 
     def _request(self, message: Message[Any], *, on_reply: Callable[[Message[Any]], Any] | None = None,
             timeout: float | None = None, what: str = "") -> Any:
@@ -441,12 +455,18 @@ class ClientConnection:
                                   traceback=e.traceback, reqid=e.reqid) from e
             raise
 
-    def _pump(self, block: bool, deadline: Deadline) -> None:
-        ''' Send everything queued, in order, merging adjacent patches.
+    def _pump(self, block: bool, deadline: Deadline, force: bool = True) -> None:
+        ''' Send what is queued, in order.
 
-        ``block=False`` returns at once if another thread holds ``send_lock``:
-        that thread sends what was queued before it releases the lock.
+        ``force=False`` (a document change) returns at once if another thread
+        holds ``send_lock`` (that thread sends what was queued before it
+        releases the lock), and leaves trailing changes queued while
+        ``PATCH_WINDOW`` PATCH-DOCs are unacknowledged: the reader sends them,
+        merged into one PATCH-DOC, when an OK arrives. This coalesces bursts
+        of changes without reordering anything. ``force=True`` (requests,
+        flush) sends everything and waits for the lock.
         '''
+        block = block or force
         while True:
             if block:
                 if not self.send_lock.acquire(timeout=deadline.remaining()):
@@ -457,7 +477,7 @@ class ClientConnection:
             try:
                 while True:
                     with self.outbox_mutex:
-                        if not self._outbox:
+                        if not self._outbox or (not force and self._hold_back()):
                             break
                         batch = list(self._outbox)
                         self._outbox.clear()
@@ -465,25 +485,25 @@ class ClientConnection:
             finally:
                 self.send_lock.release()
             with self.outbox_mutex:
-                if not self._outbox:
+                if not self._outbox or (not force and self._hold_back()):
                     return
-            block = False
+            block = force
 
-    def _write_batch(self, batch: list[Message[Any]], deadline: Deadline) -> None:
-        ''' Write queued messages; patches in a row go as one. Holds ``send_lock``. '''
+    def _hold_back(self) -> bool:
+        ''' Whether queued changes wait for an acknowledgement. '''
+        assert self.outbox_mutex.locked()
+        return (len(self._unacked) >= PATCH_WINDOW and len(self._outbox) == 1
+                and isinstance(self._outbox[0], _Events))
+
+    def _write_batch(self, batch: list[Message[Any] | _Events], deadline: Deadline) -> None:
+        ''' Serialize queued changes and write everything in order. Holds ``send_lock``. '''
         assert self.send_lock.locked()
         messages: list[Message[Any]] = []
-        run: list[Message[Any]] = []
-        for message in batch:
-            if message.msgtype == 'PATCH-DOC':
-                run.append(message)
-                continue
-            if run:
-                messages.append(merge_patches(run))
-                run = []
-            messages.append(message)
-        if run:
-            messages.append(merge_patches(run))
+        for item in batch:
+            if isinstance(item, _Events):
+                messages.extend(self._session._serialize_events(item))
+            else:
+                messages.append(item)
         for message in messages:
             if message.msgtype == 'PATCH-DOC':
                 self._track_patch(message)
@@ -514,16 +534,21 @@ class ClientConnection:
                                           else ConnectionLost(repr(error), self._url))
         if isinstance(error, ServerError):
             log.error("the server at %s rejected a document patch: %s", self._url, error.text)
+        elif error is None and self._outbox:
+            # An acknowledgement opened the window: send what waited for it.
+            self._pump_patches()
 
     # Connecting --------------------------------------------------------------
 
     def _open(self, deadline: Deadline) -> None:
         ''' The handshake: websocket upgrade, then the server's ACK. '''
         url = format_url_query_arguments(self._url, self._arguments)
+        # A fresh token, headers, cookies, TLS and proxy settings (see _handshake).
+        options = self._session._handshake_options()
         ws = websocket.WebSocket(skip_utf8_validation=True)
         try:
-            ws.connect(url, subprotocols=["bokeh", self._session.token], timeout=deadline.remaining(),
-                       suppress_origin=True, **self._session._handshake_options())
+            with private_cookies():
+                ws.connect(url, timeout=deadline.remaining(), **options)
         except websocket.WebSocketBadStatusException as e:
             status = e.status_code
             body = (e.resp_body or b"")[:200].decode("utf-8", "replace").strip()
@@ -540,12 +565,19 @@ class ClientConnection:
             raise ReplyTimeout(f"connecting timed out after {deadline.timeout} s", self._url,
                                msgid=None, timeout=deadline.timeout) from e
         except ssl.SSLError as e:
-            raise ConnectionFailed(f"TLS error: {e}", self._url) from e
+            hint = ("; pass verify='ca.pem' or ssl_context= to trust its CA (or verify=False, insecure)"
+                    if isinstance(e, ssl.SSLCertVerificationError) else "")
+            raise ConnectionFailed(f"TLS error: {e}{hint}", self._url) from e
         except ConnectionRefusedError as e:
+            if options.get("http_proxy_host"):
+                raise ConnectionFailed(f"connection refused by the proxy {options['http_proxy_host']}:"
+                                       f"{options['http_proxy_port']}", self._url) from e
             raise ConnectionFailed("connection refused: is the Bokeh server running? "
                                    "(start one with 'bokeh serve')", self._url) from e
         except OSError as e:
             raise ConnectionFailed(f"network error: {e}", self._url) from e
+        except websocket.WebSocketProxyException as e:
+            raise ConnectionFailed(f"the proxy refused the tunnel: {e}", self._url) from e
         except websocket.WebSocketException as e:
             raise ConnectionFailed(f"websocket handshake failed: {e}", self._url) from e
         sock = ws.sock

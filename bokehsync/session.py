@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
 from bokeh.client.util import server_url_for_websocket_url, websocket_url_for_server_url
 from bokeh.resources import DEFAULT_SERVER_HTTP_URL, SessionCoordinates
-from bokeh.util.token import generate_jwt_token, generate_session_id
+from bokeh.util.token import generate_session_id
 
 from ._deadline import check_timeout
+from ._handshake import DEFAULT_TOKEN_EXPIRATION, HandshakeOptions, to_websocket_url
 from .connection import DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import ConnectionFailed
 
@@ -64,7 +66,11 @@ DEFAULT_SERVER_WEBSOCKET_URL = websocket_url_for_server_url(DEFAULT_SERVER_HTTP_
 
 def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IOLoop | None = None,
         arguments: dict[str, str] | None = None, max_message_size: int = 20*1024*1024, *,
-        timeout: float = DEFAULT_TIMEOUT) -> ClientSession:
+        timeout: float = DEFAULT_TIMEOUT, secret_key: str | bytes | None = None, sign_sessions: bool | None = None,
+        token_expiration: int = DEFAULT_TOKEN_EXPIRATION, token: str | None = None,
+        extra_payload: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
+        ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None) -> ClientSession:
     ''' Create a session by loading the current server-side document.
 
     ``session.document`` is a fresh document loaded from the server. While the
@@ -83,6 +89,9 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
             server, in bytes (default: 20 MiB)
         timeout (float, optional) : seconds for every blocking call of this
             session, including this pull (default: 30) (bokehsync only)
+        secret_key, sign_sessions, token_expiration, token, extra_payload,
+        headers, cookies, origin, verify, ssl_context, proxy : deployment
+            options (bokehsync only), see :class:`ClientSession`
 
     Returns:
         ClientSession : connected, with the server's document
@@ -94,7 +103,10 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
     coords = SessionCoordinates(session_id=session_id, url=url)
     session = ClientSession(session_id=session_id, websocket_url=websocket_url_for_server_url(coords.url),
                             io_loop=io_loop, arguments=arguments, max_message_size=max_message_size,
-                            timeout=timeout)
+                            timeout=timeout, secret_key=secret_key, sign_sessions=sign_sessions,
+                            token_expiration=token_expiration, token=token, extra_payload=extra_payload,
+                            headers=headers, cookies=cookies, origin=origin, verify=verify,
+                            ssl_context=ssl_context, proxy=proxy)
     try:
         session.pull()
     except BaseException:
@@ -105,7 +117,11 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
 
 def push_session(document: Document, session_id: ID | None = None, url: str = "default",
         io_loop: IOLoop | None = None, max_message_size: int = 20*1024*1024, *,
-        timeout: float = DEFAULT_TIMEOUT) -> ClientSession:
+        timeout: float = DEFAULT_TIMEOUT, secret_key: str | bytes | None = None, sign_sessions: bool | None = None,
+        token_expiration: int = DEFAULT_TOKEN_EXPIRATION, token: str | None = None,
+        extra_payload: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
+        ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None) -> ClientSession:
     ''' Create a session by pushing ``document`` to the server, replacing any
     server-side document of that session.
 
@@ -120,6 +136,9 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         max_message_size (int, optional) : largest message accepted from the server
         timeout (float, optional) : seconds for every blocking call of this
             session (default: 30) (bokehsync only)
+        secret_key, sign_sessions, token_expiration, token, extra_payload,
+        headers, cookies, origin, verify, ssl_context, proxy : deployment
+            options (bokehsync only), see :class:`ClientSession`
 
     Returns:
         ClientSession : connected, serving ``document``
@@ -128,8 +147,14 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         ConnectionFailed (an OSError), ServerError, ConnectionLost, ReplyTimeout
     '''
     coords = SessionCoordinates(session_id=session_id, url=url)
-    session = ClientSession(session_id=coords.session_id, websocket_url=websocket_url_for_server_url(coords.url),
-                            io_loop=io_loop, max_message_size=max_message_size, timeout=timeout)
+    # session_id None: the session makes the id, signed if sessions are signed.
+    session = ClientSession(session_id=coords.session_id_allowing_none,
+                            websocket_url=websocket_url_for_server_url(coords.url),
+                            io_loop=io_loop, max_message_size=max_message_size, timeout=timeout,
+                            secret_key=secret_key, sign_sessions=sign_sessions,
+                            token_expiration=token_expiration, token=token, extra_payload=extra_payload,
+                            headers=headers, cookies=cookies, origin=origin, verify=verify,
+                            ssl_context=ssl_context, proxy=proxy)
     try:
         session.push(document)
     except BaseException:
@@ -163,6 +188,44 @@ def show_session(session_id: ID | None = None, url: str = "default", session: Cl
     controller.open(server_url + "?bokeh-session-id=" + quote_plus(session_id), new=NEW_PARAM[new])
 
 
+#: Changes merged into one PATCH-DOC add up to about this many bytes at most.
+PATCH_BYTES = 4 * 1024 * 1024
+
+
+def _event_bytes(event: Any) -> int:
+    ''' A cheap estimate of an event's serialized size. '''
+    size = 256
+    for name in ("data", "new", "patches"):
+        value = getattr(event, name, None)
+        if isinstance(value, dict):
+            for column in value.values():
+                nbytes = getattr(column, "nbytes", None)
+                if nbytes is None:
+                    try:
+                        nbytes = 16 * len(column)
+                    except TypeError:
+                        nbytes = 16
+                size += nbytes
+        elif value is not None:
+            size += getattr(value, "nbytes", 0)
+    return size
+
+
+def _size_groups(events: list[Any]) -> Iterator[list[Any]]:
+    ''' Split ``events``, in order, into runs of about ``PATCH_BYTES`` at most. '''
+    group: list[Any] = []
+    total = 0
+    for event in events:
+        size = _event_bytes(event)
+        if group and total + size > PATCH_BYTES:
+            yield group
+            group, total = [], 0
+        group.append(event)
+        total += size
+    if group:
+        yield group
+
+
 class ClientSession:
     ''' A connection to one server-side session, and its document.
 
@@ -187,6 +250,29 @@ class ClientSession:
         max_message_size (int, optional) : largest message accepted from the server
         timeout (float, optional) : seconds for every blocking call (default: 30)
             (bokehsync only)
+        secret_key (str or bytes, optional) : the server's secret key, to sign
+            session ids and tokens (default: ``BOKEH_SECRET_KEY``, read now)
+            (bokehsync only, like all below; see ``docs/deployment.rst``)
+        sign_sessions (bool, optional) : sign them (default: ``BOKEH_SIGN_SESSIONS``)
+        token_expiration (int, optional) : seconds each fresh token is valid
+            (one is made at every connect; default: 300)
+        token (str, optional) : a token issued elsewhere, used as is
+        extra_payload (dict, optional) : carried in each token, as the server's
+            page does: the app sees its ``headers``/``cookies``/``arguments``
+        headers (dict, optional) : extra HTTP headers of the websocket request
+        cookies (dict, optional) : cookies of the websocket request (only these)
+        origin (str, optional) : an ``Origin`` header (default: none is sent)
+        verify (bool or str, optional) : verify the server's TLS certificate
+            (default: True), or a CA bundle file to verify it with; False
+            skips verification (insecure; logs a warning)
+        ssl_context (ssl.SSLContext, optional) : the TLS context to use
+        proxy (str or False, optional) : ``http://host:port`` of an HTTP
+            CONNECT proxy, False for none (default: ``HTTPS_PROXY`` /
+            ``HTTP_PROXY`` unless ``NO_PROXY`` matches)
+
+    Raises:
+        ValueError, TypeError: deployment options that contradict each other
+            or are malformed
     '''
 
     _document: Document | None
@@ -195,9 +281,19 @@ class ClientSession:
 
     def __init__(self, session_id: ID | None = None, websocket_url: str = DEFAULT_SERVER_WEBSOCKET_URL,
             io_loop: IOLoop | None = None, arguments: dict[str, str] | None = None,
-            max_message_size: int = 20*1024*1024, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+            max_message_size: int = 20*1024*1024, *, timeout: float = DEFAULT_TIMEOUT,
+            secret_key: str | bytes | None = None, sign_sessions: bool | None = None,
+            token_expiration: int = DEFAULT_TOKEN_EXPIRATION, token: str | None = None,
+            extra_payload: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+            cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
+            ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None) -> None:
         self._document = None
-        self._id = self._ensure_session_id(session_id)
+        websocket_url = to_websocket_url(websocket_url)
+        self._handshake = HandshakeOptions(
+            websocket_url, secret_key=secret_key, sign_sessions=sign_sessions, token_expiration=token_expiration,
+            token=token, extra_payload=extra_payload, headers=headers, cookies=cookies, origin=origin,
+            verify=verify, ssl_context=ssl_context, proxy=proxy)
+        self._id = self._handshake.session_id(session_id)
         self._lock = threading.RLock()
         self._applying = threading.local()
         self._callback_group: Any = None
@@ -255,8 +351,8 @@ class ClientSession:
 
     @property
     def token(self) -> str:
-        ''' A fresh token for this session id (never logged). '''
-        return generate_jwt_token(self.id)
+        ''' A fresh token for this session id (never logged), or ``token=``. '''
+        return self._handshake.token(self.id)
 
     @property
     def lock(self) -> threading.RLock:
@@ -429,8 +525,13 @@ class ClientSession:
         return self._callback_group
 
     def _handshake_options(self) -> dict[str, Any]:
-        ''' Extra keyword arguments for websocket-client's ``connect``. '''
-        return {}
+        ''' Keyword arguments for websocket-client's ``connect``, with a
+        fresh token (each connect).
+
+        Raises:
+            ConnectionFailed: the ``token=`` given has expired
+        '''
+        return self._handshake.connect_kwargs(self.token)
 
     def _lock_held_by_me(self) -> bool:
         return self._lock._is_owned()  # type: ignore[attr-defined]
@@ -453,13 +554,24 @@ class ClientSession:
         self._connection._pump_patches()
 
     def _queue_events(self, events: list[Any]) -> None:
-        ''' Serialize ``events`` as one PATCH-DOC and queue it, in order. '''
+        ''' Queue change events for the server, in order (holding ``session.lock``). '''
         assert self._lock._is_owned()  # type: ignore[attr-defined]
-        if not events:
-            return
-        self._connection._check_process()
+        if events:
+            self._connection._check_process()
+            self._connection._queue_events(events)
+
+    def _serialize_events(self, events: list[Any]) -> list[Message[Any]]:
+        ''' PATCH-DOCs for queued events, oldest first, each of a bounded size.
+
+        Runs in the sending thread, holding ``session.lock`` so the document
+        does not change while it is serialized.
+        '''
         from ._wire import PROTOCOL
-        self._connection._queue_patch(PROTOCOL.create('PATCH-DOC', events))
+        messages = []
+        with self._lock:
+            for group in _size_groups(events):
+                messages.append(PROTOCOL.create('PATCH-DOC', group))
+        return messages
 
     def _apply_server_patch(self, message: Message[Any]) -> None:
         ''' Apply a server PATCH-DOC (reader thread). '''

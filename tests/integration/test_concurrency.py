@@ -169,9 +169,16 @@ import sys, threading
 from bokehsync import pull_session
 s = pull_session(url={server.url('/stream')!r})
 main = threading.main_thread()
+def in_loop_until_closed():
+    frame = sys._current_frames()[main.ident]
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names[0] in ("wait", "acquire") and "loop_until_closed" in names
 def announce():
     event = threading.Event()
-    while "wait" not in sys._current_frames()[main.ident].f_code.co_name:
+    while not in_loop_until_closed():
         event.wait(0.01)
     print("ready", flush=True)
 threading.Thread(target=announce, daemon=True).start()

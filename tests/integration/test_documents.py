@@ -21,6 +21,14 @@ def _doc_with_arrays(n: int = 1000) -> Document:
     return doc
 
 
+def _count_patches(session: ClientSession) -> list[object]:
+    ''' Record every PATCH-DOC the session writes. '''
+    sent: list[object] = []
+    original = session._connection._track_patch
+    session._connection._track_patch = lambda message: (sent.append(message), original(message))
+    return sent
+
+
 def test_push_then_pull_keeps_binary_columns(server):
     ''' float64 and int32 columns pushed as binary buffers come back equal in a fresh session. '''
     doc = _doc_with_arrays()
@@ -77,9 +85,7 @@ def test_periodic_server_updates_arrive_while_idle(server):
 def test_server_changes_are_not_echoed(server):
     ''' Changes applied from the server are not sent back to it. '''
     with pull_session(url=server.url("/slider")) as session:
-        sent: list[object] = []
-        original = session._connection._queue_patch
-        session._connection._queue_patch = lambda message: (sent.append(message), original(message))
+        sent = _count_patches(session)
         source = session.document.get_model_by_name("source")
         session.document.get_model_by_name("slider").value = 3
         wait_until(lambda: list(source.data["value"]) == [3])
@@ -170,9 +176,7 @@ def test_batch_sends_one_patch(server):
     doc = _doc_with_arrays(3)
     r = doc.get_model_by_name("range")
     with push_session(doc, url=server.url("/empty")) as session:
-        sent: list[object] = []
-        original = session._connection._queue_patch
-        session._connection._queue_patch = lambda message: (sent.append(message), original(message))
+        sent = _count_patches(session)
         with session.batch():
             for k in range(50):
                 r.start = k

@@ -20,7 +20,8 @@ def _compatible(ours, theirs) -> None:
         assert mine[name].default == param.default, f"{ours.__qualname__}({name}) default differs"
     assert list(mine)[:len(them)] == list(them), f"{ours.__qualname__} parameter order differs"
     for name in list(mine)[len(them):]:
-        assert mine[name].kind is inspect.Parameter.KEYWORD_ONLY, f"extra {name} must be keyword-only"
+        assert mine[name].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD), \
+            f"extra {name} must be keyword-only"
 
 
 @pytest.mark.parametrize("name", ["pull_session", "push_session", "show_session"])

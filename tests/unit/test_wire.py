@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bokehsync import ProtocolViolation
 from bokehsync._compat import DOC_MESSAGES_HAVE_BUFFERS
 from bokehsync._pending import Pending
-from bokehsync._wire import PROTOCOL, Assembler, fragments, merge_patches
+from bokehsync._wire import PROTOCOL, Assembler, fragments
 
 
 def _header(msgtype: str = "OK", **extra) -> str:
@@ -56,22 +56,19 @@ def test_violations_are_named(sequence, what):
     assert "ws://x/ws" in str(info.value)
 
 
-def test_merge_patches_keeps_event_order_and_buffers():
-    ''' Merged PATCH-DOCs carry all events in order and all buffers. '''
-    doc = Document()
-    cds = ColumnDataSource(data={"a": np.arange(3.0)})
-    doc.add_root(cds)
-    doc.to_json()  # mark models as known to the peer
-    events = []
-    doc.on_change(lambda event: events.append(event))
-    cds.data = {"a": np.arange(4.0)}
-    cds.data = {"a": np.arange(5.0)}
-    patches = [PROTOCOL.create("PATCH-DOC", [e]) for e in events]
-    merged = merge_patches(patches)
-    assert len(merged.content["events"]) == 2 and len(merged.buffers) == 2
-    target = Document.from_json(doc.to_json())
-    merged.apply_to_document(target)
-    np.testing.assert_array_equal(target.roots[0].data["a"], np.arange(5.0))
+def test_size_groups_keep_order_and_bound_size():
+    ''' Queued events split, in order, into runs of bounded estimated size. '''
+    from bokehsync.session import PATCH_BYTES, _event_bytes, _size_groups
+
+    class Streamed:
+        def __init__(self, k: int, rows: int) -> None:
+            self.k = k
+            self.data = {"x": np.zeros(rows)}
+    events = [Streamed(k, 100_000) for k in range(30)]
+    groups = list(_size_groups(events))
+    assert [e.k for g in groups for e in g] == list(range(30))
+    assert len(groups) > 1
+    assert all(sum(_event_bytes(e) for e in g) <= PATCH_BYTES or len(g) == 1 for g in groups)
 
 
 def test_pending_fail_all_fails_later_adds():
