@@ -29,7 +29,7 @@ def test_installed_bokeh_is_the_one_checked():
 
 def test_add_buffers_appends_in_order_and_counts():
     ''' add_buffers() appends each buffer and sets num_buffers, on the installed bokeh. '''
-    message = PROTOCOL.create("PATCH-DOC", [])
+    message = PROTOCOL.create("SERVER-INFO-REQ")
     buffers = [Buffer(f"b{i}", bytes([i])) for i in range(3)]
     _compat.add_buffers(message, buffers)
     assert message.header["num_buffers"] == 3
