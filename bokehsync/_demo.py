@@ -182,6 +182,8 @@ def run_demo(workers: int = 4, duration: float | None = None, interval: float = 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
+    if port:
+        _check_port_free(port)
     try:
         with _sigint_ignored():
             server.start(port=port)
@@ -233,6 +235,18 @@ def run_demo(workers: int = 4, duration: float | None = None, interval: float = 
             line += f" (error: {result.errors[index]})"
         say(line)
     return result
+
+
+def _check_port_free(port: int) -> None:
+    ''' Raise a clear OSError if ``port`` on 127.0.0.1 is taken. '''
+    import socket
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise OSError(e.errno, f"port {port} on 127.0.0.1 is in use (another server?); "
+                                   "choose another with --port, or 0 for a free one")
 
 
 def _stop_workers(stop: Any, procs: list[Any], results: Any, result: DemoResult, timeout: float = 30.0) -> None:
