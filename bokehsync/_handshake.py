@@ -29,7 +29,7 @@ import os
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from bokeh.core.types import ID
 
 __all__ = (
-    'HandshakeKwargs',
     'HandshakeOptions',
     'private_cookies',
     'to_websocket_url',
@@ -61,23 +60,6 @@ DEFAULT_TOKEN_EXPIRATION = 300
 #: A ``no_proxy`` entry that matches no host name: handed to websocket-client
 #: with a proxy we chose, so that it does not apply ``NO_PROXY`` a second time.
 _MATCHES_NO_HOST = "bokehsync.invalid."
-
-
-class HandshakeKwargs(TypedDict, total=False):
-    ''' The deployment keywords of ``ClientSession``, ``pull_session`` and
-    ``push_session`` (all keyword-only, all optional).
-    '''
-    secret_key: str | bytes | None
-    sign_sessions: bool | None
-    token_expiration: int
-    token: str | None
-    extra_payload: dict[str, Any] | None
-    headers: Mapping[str, str] | None
-    cookies: Mapping[str, str] | None
-    origin: str | None
-    verify: bool | str
-    ssl_context: ssl.SSLContext | None
-    proxy: str | bool | None
 
 
 def to_websocket_url(url: str) -> str:

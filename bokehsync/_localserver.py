@@ -33,7 +33,10 @@ class LocalServer:
     Args:
         apps (dict[str, str]) : URL path -> ``"module:function"`` app builder
         server_kwargs (dict, optional) : extra keyword arguments for
-            ``bokeh.server.server.Server`` (JSON-serializable)
+            ``bokeh.server.server.Server`` (JSON-serializable); with
+            ``ssl_certfile`` the server speaks TLS (``https``/``wss`` URLs),
+            and ``auth_module`` (a file path) becomes
+            ``auth_provider=AuthModule(path)``
         env (dict, optional) : extra environment variables for the server
         pythonpath (list[str], optional) : prepended to the child's ``PYTHONPATH``
         address (str, optional) : where to listen (default: ``127.0.0.1``)
@@ -80,13 +83,18 @@ class LocalServer:
         self.port = json.loads(line)["port"]
         return self
 
+    @property
+    def tls(self) -> bool:
+        ''' Whether the server speaks TLS (``ssl_certfile`` in ``server_kwargs``). '''
+        return bool(self.server_kwargs.get("ssl_certfile"))
+
     def url(self, path: str = "/") -> str:
-        ''' The http URL of an app path on this server. '''
-        return f"http://{self.address}:{self.port}{path}"
+        ''' The http(s) URL of an app path on this server. '''
+        return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}{path}"
 
     def ws_url(self, path: str = "/") -> str:
         ''' The websocket URL of an app path on this server. '''
-        return f"ws://{self.address}:{self.port}{path.rstrip('/')}/ws"
+        return f"{'wss' if self.tls else 'ws'}://{self.address}:{self.port}{path.rstrip('/')}/ws"
 
     def stop(self, timeout: float = 10.0) -> None:
         ''' Stop the server (close its stdin, then terminate, then kill). '''
@@ -169,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         path, _, spec = item.partition("=")
         apps[path] = Application(FunctionHandler(_load(spec)))
     kwargs = json.loads(args.kwargs)
+    if "auth_module" in kwargs:
+        from bokeh.server.auth_provider import AuthModule
+        kwargs["auth_provider"] = AuthModule(kwargs.pop("auth_module"))
     port = args.port
     # Reserve a free port first, without listening on it: with SO_REUSEADDR
     # the server's own bind to it then succeeds, and nothing else can take it
