@@ -32,9 +32,17 @@ signatures, ``Message.create_header`` / ``assemble_buffer`` / ``apply_to_documen
 extra_payload, expiration)``, and the keyword arguments of
 ``bokeh.server.server.Server`` (including ``ssl_certfile`` / ``ssl_keyfile`` /
 ``ssl_password``). A difference found later goes here, with its releases.
+
+One Python difference lives here too:
+
+* ``concurrent.futures.Future.result(timeout=...)`` raises the built-in
+  ``TimeoutError`` from Python 3.11 on, but on 3.10 a
+  ``concurrent.futures.TimeoutError`` that ``except TimeoutError`` misses.
+  Catch :data:`FutureTimeout`.
 '''
 from __future__ import annotations
 
+import concurrent.futures
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +57,14 @@ __all__ = (
     'DOC_MESSAGES_HAVE_BUFFERS',
     'MAX_BOKEH',
     'MIN_BOKEH',
+    'FutureTimeout',
     'add_buffers',
     'check_bokeh_version',
 )
+
+#: What ``Future.result(timeout=...)`` raises on timeout: the built-in
+#: ``TimeoutError`` on Python >= 3.11, a class of its own on Python 3.10.
+FutureTimeout = concurrent.futures.TimeoutError
 
 #: The oldest supported bokeh (``bokeh >= 3.4`` in setup.cfg).
 MIN_BOKEH = (3, 4)

@@ -39,6 +39,7 @@ from bokeh.protocol.message import Message
 from bokeh.util.strings import format_url_query_arguments
 
 from . import _frames
+from ._compat import FutureTimeout
 from ._deadline import Deadline, check_timeout
 from ._handshake import private_cookies
 from ._loop import LoopThread
@@ -438,7 +439,7 @@ class ClientConnection:
         self._pump(block=True, deadline=deadline)
         try:
             return future.result(timeout=deadline.remaining())
-        except TimeoutError:
+        except FutureTimeout:
             if not future.done():
                 self._pending.abandon(msgid)
                 raise ReplyTimeout(f"no reply to {message.msgtype} within {deadline.timeout} s",
