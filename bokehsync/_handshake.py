@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = (
     'HandshakeOptions',
     'private_cookies',
+    'proxy_in',
     'to_websocket_url',
 )
 
@@ -60,6 +61,12 @@ DEFAULT_TOKEN_EXPIRATION = 300
 #: A ``no_proxy`` entry that matches no host name: handed to websocket-client
 #: with a proxy we chose, so that it does not apply ``NO_PROXY`` a second time.
 _MATCHES_NO_HOST = "bokehsync.invalid."
+
+#: How to tell websocket-client "no proxy" so that it does not read
+#: ``HTTP(S)_PROXY`` itself: it keeps ``http_no_proxy`` only along with a
+#: proxy host, and a ``no_proxy`` of ``*`` then bypasses that host.
+_DIRECT = {"http_proxy_host": "direct.bokehsync.invalid", "http_proxy_port": 1, "http_no_proxy": ["*"],
+           "proxy_type": "http"}
 
 
 def to_websocket_url(url: str) -> str:
@@ -228,11 +235,20 @@ class HandshakeOptions:
             bypass = host and proxy_bypass_environment(host if parts.port is None else f"{host}:{parts.port}")
             proxy = _parse_proxy(self.url, value) if value and not bypass else False
         if proxy is False:
-            return {"http_no_proxy": ["*"]}
+            return dict(_DIRECT, http_no_proxy=["*"])
         phost, pport, auth = proxy
         log.debug("connecting to %s through the proxy %s:%s", self.url, phost, pport)
         return {"http_proxy_host": phost, "http_proxy_port": pport, "http_proxy_auth": auth,
                 "proxy_type": "http", "http_no_proxy": [_MATCHES_NO_HOST]}
+
+
+def proxy_in(options: Mapping[str, Any]) -> str | None:
+    ''' ``host:port`` of the proxy that ``options`` (from
+    :meth:`HandshakeOptions.connect_kwargs`) go through, or None if direct.
+    '''
+    if not options.get("http_proxy_host") or "*" in (options.get("http_no_proxy") or ()):
+        return None
+    return f"{options['http_proxy_host']}:{options['http_proxy_port']}"
 
 
 def _strings(what: str, values: Mapping[str, str] | None, url: str) -> dict[str, str]:

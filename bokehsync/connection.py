@@ -41,7 +41,7 @@ from bokeh.util.strings import format_url_query_arguments
 from . import _frames
 from ._compat import FutureTimeout
 from ._deadline import Deadline, check_timeout
-from ._handshake import private_cookies
+from ._handshake import private_cookies, proxy_in
 from ._loop import LoopThread
 from ._pending import Pending
 from ._transport import RECV_SIZE, Transport, WouldBlockTimeout
@@ -546,7 +546,8 @@ class ClientConnection:
         url = format_url_query_arguments(self._url, self._arguments)
         # A fresh token, headers, cookies, TLS and proxy settings (see _handshake).
         options = self._session._handshake_options()
-        ws = websocket.WebSocket(skip_utf8_validation=True)
+        # websocket-client takes the TLS options in the constructor, not in connect().
+        ws = websocket.WebSocket(skip_utf8_validation=True, sslopt=options.pop("sslopt", None))
         try:
             with private_cookies():
                 ws.connect(url, timeout=deadline.remaining(), **options)
@@ -570,9 +571,8 @@ class ClientConnection:
                     if isinstance(e, ssl.SSLCertVerificationError) else "")
             raise ConnectionFailed(f"TLS error: {e}{hint}", self._url) from e
         except ConnectionRefusedError as e:
-            if options.get("http_proxy_host"):
-                raise ConnectionFailed(f"connection refused by the proxy {options['http_proxy_host']}:"
-                                       f"{options['http_proxy_port']}", self._url) from e
+            if proxy_in(options):
+                raise ConnectionFailed(f"connection refused by the proxy {proxy_in(options)}", self._url) from e
             raise ConnectionFailed("connection refused: is the Bokeh server running? "
                                    "(start one with 'bokeh serve')", self._url) from e
         except OSError as e:
