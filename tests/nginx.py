@@ -37,9 +37,7 @@ http {{
         {tls}
         location {prefix}/ {{
             proxy_pass http://127.0.0.1:{upstream};
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_http_version 1.1;
+{websocket}
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header Host $host:$server_port;
@@ -48,6 +46,11 @@ http {{
     }}
 }}
 """
+
+
+_WEBSOCKET = """            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_http_version 1.1;"""
 
 
 def _free_port() -> int:
@@ -64,15 +67,18 @@ class Nginx:
         upstream (int) : the Bokeh server's port
         prefix (str) : the URL prefix proxied (the Bokeh server's ``prefix``)
         certfile, keyfile (str, optional) : terminate TLS with these
+        websocket (bool, optional) : include the websocket lines of the
+            config (False: the common mistake of leaving them out)
     '''
 
     def __init__(self, tmp: str, upstream: int, prefix: str, certfile: str | None = None,
-            keyfile: str | None = None) -> None:
+            keyfile: str | None = None, websocket: bool = True) -> None:
         self.tmp = tmp
         self.upstream = upstream
         self.prefix = "/" + prefix.strip("/")
         self.certfile = certfile
         self.keyfile = keyfile
+        self.websocket = websocket
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -94,7 +100,8 @@ class Nginx:
                    if self.certfile else "")
             with open(conf, "w") as f:
                 f.write(_CONFIG.format(tmp=self.tmp, port=self.port, ssl=" ssl" if self.certfile else "",
-                                       tls=tls, prefix=self.prefix, upstream=self.upstream))
+                                       tls=tls, prefix=self.prefix, upstream=self.upstream,
+                                       websocket=_WEBSOCKET if self.websocket else ""))
             self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", self.tmp, "-e", f"{self.tmp}/error.log"],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
