@@ -127,7 +127,8 @@ class HandshakeOptions:
         if self.sign_sessions and not self._secret_key:
             raise ValueError(f"sign_sessions needs secret_key= (or BOKEH_SECRET_KEY) to connect to {url}")
         if not isinstance(token_expiration, int) or token_expiration <= 0:
-            raise ValueError(f"token_expiration must be a positive number of seconds, not {token_expiration!r}")
+            raise ValueError(f"token_expiration must be a positive number of seconds, not {token_expiration!r} "
+                             f"({url})")
         self.token_expiration = token_expiration
         if token is not None and extra_payload is not None:
             raise ValueError("give either token= (issued elsewhere) or extra_payload= (for tokens made "
