@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from . import _compat  # noqa: F401  (first: refuses an unsupported bokeh with a clear ImportError)
+from ._reconnect import Reconnect
 from .connection import DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import (
     BokehSyncError,
@@ -44,6 +45,7 @@ __all__ = (
     'ConnectionRejected',
     'ErrorReason',
     'ProtocolViolation',
+    'Reconnect',
     'ReplyTimeout',
     'ServerError',
     'WrongProcess',

@@ -42,8 +42,10 @@ from . import _frames
 from ._compat import FutureTimeout
 from ._deadline import Deadline, check_timeout
 from ._handshake import private_cookies, proxy_in
+from ._keepalive import Keepalive
 from ._loop import LoopThread
 from ._pending import Pending
+from ._reconnect import Reconnect, as_policy
 from ._transport import RECV_SIZE, Transport, WouldBlockTimeout
 from ._wire import PROTOCOL, Assembler, fragments
 from .exceptions import (
@@ -81,6 +83,10 @@ log = logging.getLogger(__name__)
 #: Seconds a blocking call waits when no timeout is given.
 DEFAULT_TIMEOUT = 30.0
 
+#: Seconds of silence before a keepalive ping, and to wait for its answer.
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
+
 #: Seconds ``close()`` waits for the server to answer its close frame.
 CLOSE_HANDSHAKE_TIMEOUT = 2.0
 
@@ -116,16 +122,26 @@ class ClientConnection:
             the server, in bytes (default: 20 MiB)
         timeout (float, optional) : default seconds for every blocking call
             (default: 30)
+        ping_interval (float, optional) : seconds of silence from the server
+            before a keepalive ping; None turns keepalive off (default: 20)
+        ping_timeout (float, optional) : seconds to wait for an answer to that
+            ping before the connection counts as lost (default: 20)
+        reconnect (Reconnect, bool or int, optional) : reconnect after an
+            unexpected loss (default: None, no reconnecting, as bokeh.client)
     '''
 
     def __init__(self, session: ClientSession, websocket_url: str, io_loop: IOLoop | None = None,
             arguments: dict[str, str] | None = None, max_message_size: int = 20*1024*1024, *,
-            timeout: float = DEFAULT_TIMEOUT) -> None:
+            timeout: float = DEFAULT_TIMEOUT, ping_interval: float | None = DEFAULT_PING_INTERVAL,
+            ping_timeout: float = DEFAULT_PING_TIMEOUT, reconnect: Reconnect | bool | int | None = None) -> None:
         self._session = session
         self._url = websocket_url
         self._arguments = arguments
         self._max_message_size = max_message_size
         self._timeout = check_timeout(timeout)
+        self._ping_interval = None if ping_interval is None else check_timeout(ping_interval, "ping_interval")
+        self._ping_timeout = check_timeout(ping_timeout, "ping_timeout")
+        self._policy = as_policy(reconnect)
         self._pid = os.getpid()
         self._name = f"{str(session.id)[:8]}"
         self._loop = LoopThread(f"bokehsync-ioloop-{self._name}", io_loop)
@@ -148,6 +164,9 @@ class ClientConnection:
         self._closing = False
         self._server_info: dict[str, Any] | None = None
         self._error: BokehSyncError | None = None
+        self._reconnector: threading.Thread | None = None
+        self._stop_reconnecting = threading.Event()
+        self._offline_changes = 0
         self._pushes: set[str] = set()
 
     # Properties --------------------------------------------------------------
@@ -254,6 +273,10 @@ class ClientConnection:
                 self._closed_event.set()
             already = self._closing or isinstance(state, (NOT_YET_CONNECTED, DISCONNECTED))
             self._closing = True
+            reconnector = self._reconnector
+        self._stop_reconnecting.set()
+        if reconnector is not None and reconnector is not threading.current_thread():
+            reconnector.join(self._timeout)
         flush_error: BokehSyncError | None = None
         if not already:
             if flush:
@@ -264,6 +287,8 @@ class ClientConnection:
             self._close_handshake(why)
         self._join_reader()
         self._loop.stop()
+        if not self._closed_event.is_set():
+            self._finish_disconnect()
         if flush_error is not None:
             raise flush_error
 
@@ -401,6 +426,10 @@ class ClientConnection:
         and the order of the queue the same.
         '''
         if not self.connected:
+            if self.reconnecting:
+                with self.outbox_mutex:
+                    self._offline_changes += len(events)
+                return
             log.debug("not connected: dropping %d document change(s) for %s", len(events), self._url)
             return
         with self.outbox_mutex:
@@ -445,11 +474,10 @@ class ClientConnection:
                 raise ReplyTimeout(f"no reply to {message.msgtype} within {deadline.timeout} s",
                                    self._url, msgid=msgid, timeout=deadline.timeout) from None
             return future.result()
-        except ConnectionLost as e:
+        except (ConnectionLost, ProtocolViolation) as e:
             # A fresh exception per caller: the shared cause is raised in
             # many threads at once and must not collect their tracebacks.
-            raise ConnectionLost(f"cannot {what or message.msgtype}: {e.message}", self._url,
-                                 **e._context) from e
+            raise type(e)(f"cannot {what or message.msgtype}: {e.message}", self._url, **e._context) from e
         except ServerError as e:
             if what:
                 raise ServerError(f"failed to {what}: {e.message}", self._url, text=e.text,
@@ -662,8 +690,8 @@ class ClientConnection:
             self._error = error
             self._state = state
         self._pending.fail_all(error)
-        self._closed_event.set()
-        self._session._notify_disconnected()
+        if threading.current_thread() is not self._reconnector:
+            self._finish_disconnect()
 
     # The reader thread -------------------------------------------------------
 
@@ -677,6 +705,7 @@ class ClientConnection:
         code: int | None = None
         buf = bytearray(RECV_SIZE)
         view = memoryview(buf)
+        keepalive = Keepalive(self._ping_interval, self._ping_timeout)
         try:
             events = early
             while True:
@@ -693,7 +722,20 @@ class ClientConnection:
                         message = assembler.feed(event)
                         if message is not None:
                             self._dispatch(message)
-                n = transport.recv(buf)
+                try:
+                    n = transport.recv(buf, deadline=keepalive.deadline())
+                except WouldBlockTimeout:
+                    if keepalive.expired():
+                        cause = ConnectionLost(f"no answer to a keepalive ping within {keepalive.timeout} s: "
+                                               "the server or the network stopped responding", self._url)
+                        return
+                    if self._send_control(_frames.OP_PING, b"bokehsync"):
+                        keepalive.pinged()
+                    else:
+                        keepalive.traffic()  # busy sending: try again later
+                    events = []
+                    continue
+                keepalive.traffic()
                 if n == 0:
                     if self._closing:
                         reason = ErrorReason.NO_ERROR
@@ -772,19 +814,25 @@ class ClientConnection:
         else:
             raise ProtocolViolation(f"bokeh protocol violation: unexpected unsolicited {msgtype}", self._url)
 
-    def _send_control(self, opcode: int, payload: bytes) -> None:
-        ''' Send a pong or close frame (any thread); failures are only logged. '''
+    def _send_control(self, opcode: int, payload: bytes) -> bool:
+        ''' Send a ping, pong or close frame (any thread); failures are only logged.
+
+        Returns:
+            bool : whether the frame was written
+        '''
         transport = self._transport
         if transport is None:
-            return
+            return False
         deadline = Deadline(min(self._timeout, CLOSE_HANDSHAKE_TIMEOUT))
         if not self.send_lock.acquire(timeout=deadline.remaining()):
             log.debug("could not send control frame %#x: the connection is busy", opcode)
-            return
+            return False
         try:
             transport.send([_frames.encode_frame(opcode, payload)], deadline=deadline.at)
+            return True
         except (OSError, WouldBlockTimeout) as e:
             log.debug("could not send control frame %#x: %r", opcode, e)
+            return False
         finally:
             self.send_lock.release()
 
@@ -803,11 +851,83 @@ class ClientConnection:
             self._transport.close()
         if cause is not None:
             log.warning("connection to %s lost: %s", self._url, detail)
+            self._session._run_hooks("disconnect", cause)
+        with self.state_mutex:
+            reconnect = cause is not None and self._policy is not None and not self._closing
+            if reconnect:
+                self._reconnector = threading.Thread(target=self._run_reconnect, args=(cause,),
+                                                     name=f"bokehsync-reconnect-{self._name}", daemon=True)
+                self._reconnector.start()
+        if not reconnect:
+            self._finish_disconnect()
+
+    def _finish_disconnect(self) -> None:
+        ''' The connection is closed for good: wake waiters, detach the document. '''
         self._closed_event.set()
         try:
             self._session._notify_disconnected()
         except Exception:
             log.exception("notifying the session of %s about the disconnect failed", self._url)
+
+    # Reconnecting ------------------------------------------------------------
+
+    @property
+    def reconnecting(self) -> bool:
+        ''' Whether the connection was lost and is being re-established. (bokehsync only) '''
+        reconnector = self._reconnector
+        return reconnector is not None and reconnector.is_alive()
+
+    def _run_reconnect(self, cause: BokehSyncError) -> None:
+        ''' Body of the reconnect thread: attempts with backoff, then resync. '''
+        policy = self._policy
+        assert policy is not None
+        last: BaseException = cause
+        for attempt, delay in enumerate(policy.delays(), 1):
+            if self._stop_reconnecting.wait(delay):
+                return
+            with self.state_mutex:
+                if self._closing:
+                    return
+                self._state = NOT_YET_CONNECTED()
+                self._pending = Pending()
+                self._transport = None
+                self._reader = None
+                self._error = None
+            self.connect()
+            if not self.connected:
+                last = self._error or last
+                log.info("reconnect attempt %d/%d to %s failed: %s", attempt, policy.attempts, self._url, last)
+                continue
+            try:
+                self._session._resync()
+            except BokehSyncError as e:
+                last = e
+                log.warning("resynchronising after reconnecting to %s failed: %s", self._url, e)
+                self._abort(e, ErrorReason.NETWORK_ERROR)
+                continue
+            log.info("reconnected to %s (attempt %d)", self._url, attempt)
+            self._session._run_hooks("reconnect", None)
+            return
+        error = ConnectionLost(f"gave up reconnecting after {policy.attempts} attempts: {last}", self._url)
+        error.__cause__ = last
+        with self.state_mutex:
+            self._error = error
+            self._state = DISCONNECTED(ErrorReason.NETWORK_ERROR, None, error.message)
+        log.error("%s", error)
+        self._session._run_hooks("disconnect", error)
+        self._finish_disconnect()
+
+    def _take_offline_changes(self) -> int:
+        ''' How many changes were made while reconnecting; resets the count. '''
+        with self.outbox_mutex:
+            count, self._offline_changes = self._offline_changes, 0
+            return count
+
+    def _forget_lost_patches(self) -> None:
+        ''' Drop the errors of patches lost with the old connection (a re-push supersedes them). '''
+        with self.outbox_mutex:
+            self._patch_errors = [e for e in self._patch_errors if not isinstance(e, ConnectionLost)]
+            self._unacked.clear()
 
     # Closing -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
@@ -35,8 +35,9 @@ from bokeh.util.token import generate_session_id
 
 from ._deadline import check_timeout
 from ._handshake import DEFAULT_TOKEN_EXPIRATION, HandshakeOptions, to_websocket_url
-from .connection import DEFAULT_TIMEOUT, ClientConnection
-from .exceptions import ConnectionFailed
+from ._reconnect import Reconnect
+from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection
+from .exceptions import ConnectionFailed, ConnectionLost
 
 if TYPE_CHECKING:
     from bokeh.core.types import ID
@@ -70,7 +71,9 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
         token_expiration: int = DEFAULT_TOKEN_EXPIRATION, token: str | None = None,
         extra_payload: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None,
         cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
-        ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None) -> ClientSession:
+        ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        reconnect: Reconnect | bool | int | None = None) -> ClientSession:
     ''' Create a session by loading the current server-side document.
 
     ``session.document`` is a fresh document loaded from the server. While the
@@ -92,6 +95,8 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
         secret_key, sign_sessions, token_expiration, token, extra_payload,
         headers, cookies, origin, verify, ssl_context, proxy : deployment
             options (bokehsync only), see :class:`ClientSession`
+        ping_interval, ping_timeout, reconnect : keepalive and reconnecting
+            (bokehsync only), see :class:`ClientSession`
 
     Returns:
         ClientSession : connected, with the server's document
@@ -106,7 +111,8 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
                             timeout=timeout, secret_key=secret_key, sign_sessions=sign_sessions,
                             token_expiration=token_expiration, token=token, extra_payload=extra_payload,
                             headers=headers, cookies=cookies, origin=origin, verify=verify,
-                            ssl_context=ssl_context, proxy=proxy)
+                            ssl_context=ssl_context, proxy=proxy, ping_interval=ping_interval,
+                            ping_timeout=ping_timeout, reconnect=reconnect)
     try:
         session.pull()
     except BaseException:
@@ -121,7 +127,9 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         token_expiration: int = DEFAULT_TOKEN_EXPIRATION, token: str | None = None,
         extra_payload: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None,
         cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
-        ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None) -> ClientSession:
+        ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        reconnect: Reconnect | bool | int | None = None) -> ClientSession:
     ''' Create a session by pushing ``document`` to the server, replacing any
     server-side document of that session.
 
@@ -139,6 +147,8 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         secret_key, sign_sessions, token_expiration, token, extra_payload,
         headers, cookies, origin, verify, ssl_context, proxy : deployment
             options (bokehsync only), see :class:`ClientSession`
+        ping_interval, ping_timeout, reconnect : keepalive and reconnecting
+            (bokehsync only), see :class:`ClientSession`
 
     Returns:
         ClientSession : connected, serving ``document``
@@ -154,7 +164,8 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
                             secret_key=secret_key, sign_sessions=sign_sessions,
                             token_expiration=token_expiration, token=token, extra_payload=extra_payload,
                             headers=headers, cookies=cookies, origin=origin, verify=verify,
-                            ssl_context=ssl_context, proxy=proxy)
+                            ssl_context=ssl_context, proxy=proxy, ping_interval=ping_interval,
+                            ping_timeout=ping_timeout, reconnect=reconnect)
     try:
         session.push(document)
     except BaseException:
@@ -269,6 +280,16 @@ class ClientSession:
         proxy (str or False, optional) : ``http://host:port`` of an HTTP
             CONNECT proxy, False for none (default: ``HTTPS_PROXY`` /
             ``HTTP_PROXY`` unless ``NO_PROXY`` matches)
+        ping_interval (float, optional) : seconds of silence from the server
+            before a keepalive ping; None turns keepalive off (default: 20)
+        ping_timeout (float, optional) : seconds to wait for its answer before
+            the connection counts as lost (default: 20)
+        reconnect (Reconnect, bool or int, optional) : reconnect after an
+            unexpected loss: True for the default policy, an int for that many
+            attempts, or a :class:`~bokehsync.Reconnect` (default: None, as
+            bokeh.client). A pulled session pulls again (the server wins), a
+            pushed one pushes its document again (it wins). See
+            ``docs/reliability.rst``.
 
     Raises:
         ValueError, TypeError: deployment options that contradict each other
@@ -286,7 +307,9 @@ class ClientSession:
             token_expiration: int = DEFAULT_TOKEN_EXPIRATION, token: str | None = None,
             extra_payload: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None,
             cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
-            ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None) -> None:
+            ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
+            ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
+            reconnect: Reconnect | bool | int | None = None) -> None:
         self._document = None
         websocket_url = to_websocket_url(websocket_url)
         self._handshake = HandshakeOptions(
@@ -298,9 +321,12 @@ class ClientSession:
         self._applying = threading.local()
         self._callback_group: Any = None
         self._batch: list[Any] | None = None
+        self._mode: str | None = None
+        self._hooks: dict[str, list[Callable[..., Any]]] = {"disconnect": [], "reconnect": []}
         self._connection = ClientConnection(session=self, websocket_url=websocket_url, io_loop=io_loop,
                                             arguments=arguments, max_message_size=max_message_size,
-                                            timeout=check_timeout(timeout))
+                                            timeout=check_timeout(timeout), ping_interval=ping_interval,
+                                            ping_timeout=ping_timeout, reconnect=reconnect)
 
     def __enter__(self) -> ClientSession:
         return self
@@ -436,6 +462,7 @@ class ClientSession:
         else:
             doc = self._document
         self._connection.pull_doc(doc, timeout=timeout)
+        self._mode = self._mode or "pull"
 
     def push(self, document: Document | None = None, *, timeout: float | None = None) -> None:
         ''' Push ``document`` to the server and keep it as ``session.document``.
@@ -469,6 +496,7 @@ class ClientSession:
             if self._document is None:
                 self._attach_document(doc)
         self._connection._push(message, timeout=timeout)
+        self._mode = self._mode or "push"
 
     def request_server_info(self, *, timeout: float | None = None) -> dict[str, Any]:
         ''' Ask the server for its version information.
@@ -611,11 +639,61 @@ class ClientSession:
         self._connection.loop_until_closed()
 
     def _notify_disconnected(self) -> None:
-        ''' Called by the connection when it closes. '''
-        if self._document is not None:
+        ''' Called by the connection when it closes for good (idempotent). '''
+        if self._document is not None and self in self._document.callbacks._change_callbacks:
             self._document.remove_on_change(self)
         if self._callback_group is not None:
             self._callback_group.remove_all_callbacks()
+
+    def _run_hooks(self, kind: str, error: BaseException | None) -> None:
+        ''' Call the on_disconnect / on_reconnect callbacks (never raises). '''
+        for callback in list(self._hooks[kind]):
+            try:
+                if kind == "disconnect":
+                    callback(self, error)
+                else:
+                    callback(self)
+            except Exception:
+                log.exception("%s callback %r of session %s failed", kind, callback, self._id)
+
+    def _resync(self) -> None:
+        ''' After a reconnect: pull again (server wins) or push again (we win). '''
+        connection = self._connection
+        doc = self._document
+        if doc is None:
+            return
+        if self._mode == "push":
+            from ._wire import PROTOCOL
+            with self._lock:
+                message = PROTOCOL.create('PUSH-DOC', doc)
+            connection._push(message, timeout=None)
+            connection._take_offline_changes()
+            connection._forget_lost_patches()
+            return
+        connection.pull_doc(doc)
+        lost = connection._take_offline_changes()
+        if lost:
+            error = ConnectionLost(f"{lost} document change(s) made while disconnected were not sent: the "
+                                   "session was pulled again and the server's state won", self.url)
+            log.error("%s", error)
+            with connection.outbox_mutex:
+                connection._patch_errors.append(error)
+
+    def on_disconnect(self, callback: Callable[[ClientSession, BaseException | None], Any]) -> Callable[..., Any]:
+        ''' Register ``callback(session, error)``, called (on a bokehsync
+        thread) when the connection is lost unexpectedly, and again if
+        reconnecting gives up. Usable as a decorator. (bokehsync only)
+        '''
+        self._hooks["disconnect"].append(callback)
+        return callback
+
+    def on_reconnect(self, callback: Callable[[ClientSession], Any]) -> Callable[..., Any]:
+        ''' Register ``callback(session)``, called (on a bokehsync thread)
+        after a reconnect and resync succeeded. Usable as a decorator.
+        (bokehsync only)
+        '''
+        self._hooks["reconnect"].append(callback)
+        return callback
 
     def _session_callback_added(self, event: SessionCallbackAdded) -> None:
         self._callbacks.add_session_callback(event.callback)

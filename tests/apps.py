@@ -31,3 +31,11 @@ def stream(doc: Document) -> None:
         source.stream({"x": [count[0]], "y": [count[0] * 2]})
     doc.add_root(source)
     doc.add_periodic_callback(tick, 50)
+
+
+def big(doc: Document) -> None:
+    ''' A document of about 6 MB: two float64 columns of 400,000 rows. '''
+    import numpy as np
+    n = 400_000
+    doc.add_root(ColumnDataSource(data={"x": np.arange(n, dtype=np.float64),
+                                        "y": np.ones(n, dtype=np.float64)}, name="source"))

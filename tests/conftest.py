@@ -21,6 +21,7 @@ APPS = {
     "/empty": "tests.apps:empty",
     "/slider": "tests.apps:slider",
     "/stream": "tests.apps:stream",
+    "/big": "tests.apps:big",
 }
 
 
@@ -32,6 +33,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = LONG, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         event.wait(0.005)
+
+
+def open_fds() -> int:
+    ''' Descriptors open in this process (Linux). '''
+    return len(os.listdir("/proc/self/fd"))
 
 
 def bokehsync_threads() -> list[threading.Thread]:

@@ -1,0 +1,171 @@
+''' A fault-injection TCP proxy on 127.0.0.1, in front of a real server.
+
+Faults can be switched on at any time, or when a number of bytes has passed
+in one direction: stall (stop forwarding, keep the sockets open), cut
+(reset both sides), half-close (end the stream towards the client), corrupt
+(set the reserved bits of the next websocket frame header sent to the client).
+'''
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_POLL = 0.05  # seconds a pump waits on a socket before re-checking its switches
+
+
+class _Link:
+    ''' One proxied connection: client socket, server socket, two pumps. '''
+
+    def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.upstream = upstream
+        self.closed = False
+        for s in (client, upstream):
+            s.settimeout(_POLL)
+        self.threads = [
+            threading.Thread(target=self._pump, args=(client, upstream, "up"), name="faultproxy-up", daemon=True),
+            threading.Thread(target=self._pump, args=(upstream, client, "down"), name="faultproxy-down",
+                             daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
+        proxy = self.proxy
+        try:
+            while not self.closed:
+                if proxy.stalled:
+                    proxy.resumed.wait(_POLL)
+                    continue
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                if direction == "down" and proxy.corrupt_next:
+                    proxy.corrupt_next = False
+                    data = bytes([data[0] | 0x70]) + data[1:]
+                dst.sendall(data)
+                proxy._count(direction, len(data))
+        except OSError:
+            pass
+        finally:
+            if direction == "down":
+                # The server side ended: end the client side too.
+                self.shutdown_client()
+
+    def shutdown_client(self) -> None:
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def reset(self) -> None:
+        self.closed = True
+        for s in (self.client, self.upstream):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            s.close()
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join(10)
+
+
+class FaultProxy:
+    ''' Forward 127.0.0.1:<port> to 127.0.0.1:<target_port>, with faults on demand.
+
+    Args:
+        target_port (int) : the real server's port
+    '''
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.links: list[_Link] = []
+        self.stalled = False
+        self.resumed = threading.Event()
+        self.corrupt_next = False
+        self.bytes = {"up": 0, "down": 0}
+        self._triggers: list[tuple[str, int, Callable[[], Any]]] = []
+        self._mutex = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="faultproxy", daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}/ws"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            self.links.append(_Link(self, client, upstream))
+
+    def _count(self, direction: str, n: int) -> None:
+        with self._mutex:
+            self.bytes[direction] += n
+            total = self.bytes[direction]
+            due = [t for t in self._triggers if t[0] == direction and total >= t[1]]
+            self._triggers = [t for t in self._triggers if t not in due]
+        for _, _, action in due:
+            action()
+
+    def when(self, direction: str, nbytes: int, action: Callable[[], Any]) -> None:
+        ''' Run ``action()`` once ``nbytes`` more bytes passed ``direction`` ("up"/"down"). '''
+        with self._mutex:
+            self._triggers.append((direction, self.bytes[direction] + nbytes, action))
+
+    def stall(self) -> None:
+        ''' Stop forwarding in both directions; sockets stay open. '''
+        self.resumed.clear()
+        self.stalled = True
+
+    def resume(self) -> None:
+        self.stalled = False
+        self.resumed.set()
+
+    def cut(self) -> None:
+        ''' Reset every proxied connection (RST to both sides). '''
+        for link in list(self.links):
+            link.reset()
+
+    def half_close(self) -> None:
+        ''' End the stream towards every client (FIN), leave the rest open. '''
+        for link in list(self.links):
+            link.shutdown_client()
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.resume()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        self._thread.join(10)
+        self.cut()
+        for link in self.links:
+            link.join()
