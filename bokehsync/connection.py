@@ -671,7 +671,8 @@ class ClientConnection:
     def _rejected(self, close: _frames.Close | None, what: str) -> ConnectionRejected:
         code = close.code if close else None
         reason = close.reason if close else ""
-        got = what or (f"the server closed the connection right after the upgrade (code {code}"
+        got = what or ("the server closed the connection right after the upgrade ("
+                       + (f"code {code}" if code is not None else "no close code")
                        + (f", reason {reason!r})" if reason else ")"))
         return ConnectionRejected(
             f"{got}, before its ACK: the server refused the session. Likely causes: an invalid or "
