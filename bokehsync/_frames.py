@@ -185,14 +185,20 @@ class FrameParser:
         self._max = max_message_size
         self._url = url
         self._buf = bytearray()        # bytes of a frame header not yet complete
-        self._payload: bytearray | None = None   # the current frame's payload
+        self._payload: bytearray | None = None   # the current frame's payload, once allocated
+        self._length = -1                        # its length; -1 between frames
         self._filled = 0
         self._opcode = 0
         self._fin = True
         self._msg_opcode: int | None = None   # opcode of a fragmented message in progress
         self._msg_parts: list[bytearray] = []
         self._msg_size = 0
+        self._binary = False
+        self._discarded = False
         self.closed = False
+        #: Set by the owner to drop the payloads of binary messages unread
+        #: (their events become ``b""``); checked as the bytes arrive.
+        self.discard_binary = False
 
     def _violation(self, what: str) -> ProtocolViolation:
         self.closed = True
@@ -217,23 +223,34 @@ class FrameParser:
         events: list[Event] = []
         view = memoryview(data).cast("B")
         pos, n = 0, len(view)
-        while pos < n:
-            if self._payload is None:
-                pos = self._read_header(view, pos)
-                if self._payload is None:
-                    continue
-            take = min(n - pos, len(self._payload) - self._filled)
-            self._payload[self._filled:self._filled + take] = view[pos:pos + take]
-            self._filled += take
-            pos += take
-            if self._filled == len(self._payload):
-                event = self._finish_frame()
-                if event is not None:
-                    events.append(event)
-                if self.closed:
-                    if pos < n:
-                        raise self._violation("data after the close frame")
+        while True:
+            if self._length < 0:
+                if pos >= n:
                     break
+                pos = self._read_header(view, pos)
+                if self._length < 0:
+                    continue
+            take = min(n - pos, self._length - self._filled)
+            if take:
+                if self.discard_binary and self._binary:
+                    self._discarded = True
+                else:
+                    if self._payload is None:
+                        # Allocated at the first byte kept, so a discarded
+                        # payload never costs memory.
+                        self._payload = bytearray(self._length)
+                    self._payload[self._filled:self._filled + take] = view[pos:pos + take]
+                self._filled += take
+                pos += take
+            if self._filled < self._length:
+                break
+            event = self._finish_frame()
+            if event is not None:
+                events.append(event)
+            if self.closed:
+                if pos < n:
+                    raise self._violation("data after the close frame")
+                break
         return events
 
     def _read_header(self, view: memoryview, pos: int) -> int:
@@ -282,14 +299,16 @@ class FrameParser:
         else:
             raise self._violation(f"unknown opcode {opcode:#x}")
         self._opcode, self._fin = opcode, fin
-        self._payload = bytearray(length)
+        self._binary = opcode == OP_BINARY or (opcode == OP_CONT and self._msg_opcode == OP_BINARY)
+        self._payload = None
+        self._length = length
         self._filled = 0
         return pos
 
     def _finish_frame(self) -> Event | None:
-        payload = self._payload
-        assert payload is not None
-        self._payload = None
+        payload = self._payload if self._payload is not None else bytearray()
+        length = self._length
+        self._payload, self._length = None, -1
         opcode = self._opcode
         if opcode == OP_PING:
             return Ping(bytes(payload))
@@ -301,12 +320,15 @@ class FrameParser:
         if opcode != OP_CONT:
             self._msg_opcode = opcode
         self._msg_parts.append(payload)
-        self._msg_size += len(payload)
+        self._msg_size += length
         if not self._fin:
             return None
         msg_opcode = self._msg_opcode
         parts = self._msg_parts
-        self._msg_opcode, self._msg_parts, self._msg_size = None, [], 0
+        discarded = self._discarded
+        self._msg_opcode, self._msg_parts, self._msg_size, self._discarded = None, [], 0, False
+        if discarded:
+            return b""
         data = parts[0] if len(parts) == 1 else bytearray().join(parts)
         if msg_opcode == OP_TEXT:
             try:

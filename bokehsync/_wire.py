@@ -62,9 +62,19 @@ class Assembler:
         self._partial: Message[Any] | None = None
         self._expected = 0
         self._buffer_id: Any = None
+        self._header: dict[str, Any] | None = None
 
     def _violation(self, what: str) -> ProtocolViolation:
         return ProtocolViolation(f"bokeh protocol violation: {what}", self._url)
+
+    @property
+    def partial_header(self) -> dict[str, Any] | None:
+        ''' The header of the message being assembled, if one is. '''
+        if self._partial is not None:
+            return self._partial.header
+        if self._texts:
+            return self._header
+        return None
 
     @property
     def idle(self) -> bool:
@@ -112,6 +122,7 @@ class Assembler:
             if not isinstance(num, int) or num < 0:
                 raise self._violation(f"bad num_buffers {num!r}")
             self._expected = num
+            self._header = header
             return None
         if len(self._texts) < 3:
             return None

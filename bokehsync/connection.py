@@ -723,6 +723,7 @@ class ClientConnection:
                         message = assembler.feed(event)
                         if message is not None:
                             self._dispatch(message)
+                        parser.discard_binary = self._is_push_echo(assembler.partial_header)
                 try:
                     n = transport.recv(buf, deadline=keepalive.deadline())
                 except WouldBlockTimeout:
@@ -814,6 +815,13 @@ class ClientConnection:
             log.error("the server at %s sent an ERROR: %s", self._url, message.content)
         else:
             raise ProtocolViolation(f"bokeh protocol violation: unexpected unsolicited {msgtype}", self._url)
+
+    def _is_push_echo(self, header: dict[str, Any] | None) -> bool:
+        ''' Whether a message being assembled is a server PATCH-DOC that
+        :meth:`_push` will drop: its buffers need not be kept in memory.
+        '''
+        return bool(self._pushes) and header is not None and header.get("msgtype") == "PATCH-DOC" \
+            and "reqid" not in header
 
     def _send_control(self, opcode: int, payload: bytes) -> bool:
         ''' Send a ping, pong or close frame (any thread); failures are only logged.

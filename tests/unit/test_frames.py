@@ -104,3 +104,24 @@ def test_fuzz_random_bytes_never_raise_unexpected_errors(chunks, step):
             parser.feed(data[i:i + step])
     except ProtocolViolation:
         pass
+
+
+def test_empty_frames_complete_at_once():
+    ''' A zero-length frame at the end of the input completes without waiting for more bytes. '''
+    parser = _frames.FrameParser(1000)
+    assert parser.feed(server_frame(_frames.OP_TEXT, b"")) == [""]
+    assert parser.feed(server_frame(_frames.OP_CLOSE, b"")) == [_frames.Close(None, "")]
+
+
+def test_discarded_binary_payload_is_never_stored():
+    ''' With discard_binary set, a binary message is consumed without keeping its bytes. '''
+    parser = _frames.FrameParser(1 << 30)
+    parser.discard_binary = True
+    frame = server_frame(_frames.OP_BINARY, b"z" * 100_000)
+    events = []
+    for i in range(0, len(frame), 4096):
+        events += parser.feed(frame[i:i + 4096])
+        assert parser._payload is None
+    parser.discard_binary = False
+    events += parser.feed(server_frame(_frames.OP_BINARY, b"kept"))
+    assert events == [b"", b"kept"]
