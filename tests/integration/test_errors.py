@@ -226,9 +226,10 @@ def test_rejected_patch_raises_at_flush_and_close():
         peer.send_ack()
         push = peer.recv_message()
         peer.send_message("OK", {}, reqid=push["header"]["msgid"], msgid="ok1")
-        patch = peer.recv_message()
-        peer.send_message("ERROR", {"text": "patch refused", "traceback": ""},
-                          reqid=patch["header"]["msgid"], msgid="e1")
+        for k in range(2):
+            patch = peer.recv_message()
+            peer.send_message("ERROR", {"text": "patch refused", "traceback": ""},
+                              reqid=patch["header"]["msgid"], msgid=f"e{k}")
         hold_open(peer)
     with FakeServer(script) as fake:
         doc = Document()
@@ -240,7 +241,10 @@ def test_rejected_patch_raises_at_flush_and_close():
         with pytest.raises(ServerError) as info:
             session.flush(timeout=LONG)
         assert "patch refused" in str(info.value)
-        session.close()
+        r.start = 6
+        with pytest.raises(ServerError, match="patch refused"):
+            session.close()
+        assert not session.connected
 
 
 def test_messages_name_the_url_and_pickle():

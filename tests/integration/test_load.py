@@ -88,6 +88,7 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_soak_streaming_two_minutes(server):
     ''' Two minutes of streaming and server updates: thread count and RSS stay flat. '''
     doc = Document()
