@@ -53,9 +53,10 @@ OP_PONG = 0xA
 _DATA_OPCODES = (OP_CONT, OP_TEXT, OP_BINARY)
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 
-#: Payloads up to this size are masked with Python integers in one step;
-#: larger ones with numpy, a chunk at a time.
-_SMALL = 4096
+#: Payloads up to this size are masked with Python integers in one step and
+#: come out of :func:`iter_masked_frame` as one piece, header included;
+#: larger ones are masked with numpy, a chunk at a time, after the header.
+SMALL_FRAME = 4096
 
 #: How much of a large payload is masked and handed out per step: small
 #: enough to keep the extra memory flat, large enough for few syscalls.
@@ -113,7 +114,7 @@ def _mask_chunk(data: memoryview, key32: np.ndarray, key: bytes) -> bytes:
                        out=np.frombuffer(out, dtype=np.uint32, count=n4 // 4))
     if n4 != n:
         out[n4:] = _mask_small(data[n4:], key)
-    return bytes(out) if n < _SMALL else out  # type: ignore[return-value]
+    return bytes(out) if n < SMALL_FRAME else out  # type: ignore[return-value]
 
 
 def encode_frame(opcode: int, payload: bytes | bytearray | memoryview, mask_key: bytes | None = None) -> bytes:
@@ -150,7 +151,7 @@ def iter_masked_frame(opcode: int, payload: bytes | bytearray | memoryview,
     view = memoryview(payload).cast("B")
     n = len(view)
     header = _frame_header(opcode, n, key)
-    if n <= _SMALL:
+    if n <= SMALL_FRAME:
         yield header + _mask_small(view, key)
         return
     yield header

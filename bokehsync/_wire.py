@@ -39,8 +39,9 @@ def fragments(message: Message[Any]) -> list[str | bytes | memoryview]:
     out: list[str | bytes | memoryview] = [message.header_json, message.metadata_json, message.content_json]
     for buffer in message.buffers:
         out.append(json.dumps(buffer.ref))
-        data = buffer.data
-        out.append(data if isinstance(data, (bytes, memoryview)) else memoryview(data))
+        # A byte view: bokeh hands numpy buffers over as typed memoryviews,
+        # whose len() counts items, not bytes.
+        out.append(memoryview(buffer.data).cast("B"))
     return out
 
 

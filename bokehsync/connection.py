@@ -167,6 +167,7 @@ class ClientConnection:
         self._reconnector: threading.Thread | None = None
         self._stop_reconnecting = threading.Event()
         self._offline_changes = 0
+        self._pull_progress: dict[str, Progress] = {}
         self._pushes: set[str] = set()
 
     # Properties --------------------------------------------------------------
@@ -354,21 +355,37 @@ class ClientConnection:
         except KeyboardInterrupt:
             self.close("user interruption")
 
-    def pull_doc(self, document: Document, *, timeout: float | None = None) -> None:
+    def pull_doc(self, document: Document, *, timeout: float | None = None,
+            progress: Progress | None = None) -> None:
         ''' Pull the session document from the server into ``document``.
 
         Args:
             document (Document) : overwritten with the server's content
             timeout (float, optional) : seconds (bokehsync only)
+            progress (callable, optional) : ``progress(bytes_received, None)``,
+                called on the reader thread as the reply arrives, and
+                ``progress(total, total)`` at the end (bokehsync only)
 
         Raises:
             ServerError, ConnectionLost, ReplyTimeout
         '''
+        message = PROTOCOL.create('PULL-DOC-REQ')
+        msgid = message.header["msgid"]
+
         def apply(reply: Message[Any]) -> None:
             self._session._apply_pulled(reply, document)
-        self._request(PROTOCOL.create('PULL-DOC-REQ'), on_reply=apply, timeout=timeout, what="pull the document")
+            if progress is not None:
+                total = len(reply.content_json) + sum(len(b.data) for b in reply.buffers)
+                _report(progress, total, total)
+        if progress is not None:
+            self._pull_progress[msgid] = progress
+        try:
+            self._request(message, on_reply=apply, timeout=timeout, what="pull the document")
+        finally:
+            self._pull_progress.pop(msgid, None)
 
-    def push_doc(self, document: Document, *, timeout: float | None = None) -> Message[Any]:
+    def push_doc(self, document: Document, *, timeout: float | None = None,
+            progress: Progress | None = None) -> Message[Any]:
         ''' Push ``document`` to the server, replacing the session document.
 
         Args:
@@ -381,9 +398,10 @@ class ClientConnection:
         Raises:
             ServerError, ConnectionLost, ReplyTimeout
         '''
-        return self._push(PROTOCOL.create('PUSH-DOC', document), timeout=timeout)
+        return self._push(PROTOCOL.create('PUSH-DOC', document), timeout=timeout, progress=progress)
 
-    def _push(self, message: Message[Any], *, timeout: float | None) -> Message[Any]:
+    def _push(self, message: Message[Any], *, timeout: float | None,
+            progress: Progress | None = None) -> Message[Any]:
         ''' Send a PUSH-DOC and wait for its OK.
 
         The server answers a push by replacing its document, and broadcasts
@@ -393,6 +411,8 @@ class ClientConnection:
         drops every message that arrives while it waits for a reply).
         '''
         msgid = message.header["msgid"]
+        if progress is not None:
+            message._bokehsync_progress = progress  # type: ignore[attr-defined]
         with self.state_mutex:
             self._pushes.add(msgid)
 
@@ -707,6 +727,7 @@ class ClientConnection:
         buf = bytearray(RECV_SIZE)
         view = memoryview(buf)
         keepalive = Keepalive(self._ping_interval, self._ping_timeout)
+        received = 0  # bytes of a reply with a progress callback, so far
         try:
             events = early
             while True:
@@ -738,6 +759,14 @@ class ClientConnection:
                     events = []
                     continue
                 keepalive.traffic()
+                if self._pull_progress:
+                    header = assembler.partial_header
+                    callback = self._pull_progress.get(header.get("reqid")) if header else None
+                    if callback is not None:
+                        received += n
+                        _report(callback, received, None)
+                    else:
+                        received = n
                 if n == 0:
                     if self._closing:
                         reason = ErrorReason.NO_ERROR
@@ -1015,16 +1044,29 @@ class ClientConnection:
                                "to apply server changes that may come before the reply")
 
 
+#: Called with (bytes done, bytes in total or None) as a push or pull proceeds.
+Progress = Callable[[int, "int | None"], Any]
+
+
 def _encode(messages: list[Message[Any]]) -> Iterator[bytes | bytearray]:
-    ''' The bytes of ``messages`` as frames, small ones joined into one write. '''
+    ''' The bytes of ``messages`` as frames, small ones joined into one write.
+
+    A message carrying a ``progress`` callback (see :meth:`ClientConnection._push`)
+    has it called, in the sending thread, after each piece is written.
+    '''
     small: list[bytes] = []
     size = 0
     for message in messages:
-        for fragment in fragments(message):
-            if isinstance(fragment, str):
-                opcode, data = _frames.OP_TEXT, fragment.encode("utf-8")
-            else:
-                opcode, data = _frames.OP_BINARY, fragment
+        parts = [(_frames.OP_TEXT, f.encode("utf-8")) if isinstance(f, str) else (_frames.OP_BINARY, f)
+                 for f in fragments(message)]
+        progress: Progress | None = getattr(message, "_bokehsync_progress", None)
+        if progress is not None:
+            if small:
+                yield b"".join(small)
+                small, size = [], 0
+            yield from _with_progress(parts, progress)
+            continue
+        for opcode, data in parts:
             if len(data) <= _JOIN_LIMIT:
                 for piece in _frames.iter_masked_frame(opcode, data):
                     small.append(piece)  # type: ignore[arg-type]
@@ -1039,6 +1081,27 @@ def _encode(messages: list[Message[Any]]) -> Iterator[bytes | bytearray]:
             yield from _frames.iter_masked_frame(opcode, data)
     if small:
         yield b"".join(small)
+
+
+def _with_progress(parts: list[tuple[int, Any]], progress: Progress) -> Iterator[bytes | bytearray]:
+    ''' The frames of one message, reporting payload bytes written so far. '''
+    total = sum(len(data) for _, data in parts)
+    done = 0
+    for opcode, data in parts:
+        pieces = _frames.iter_masked_frame(opcode, data)
+        if len(data) > _frames.SMALL_FRAME:
+            yield next(pieces)  # a large frame's header comes first, alone
+        for piece in pieces:
+            yield piece  # resumed once the piece is written
+            done += min(len(piece), len(data))
+            _report(progress, min(done, total), total)
+
+
+def _report(progress: Progress, done: int, total: int | None) -> None:
+    try:
+        progress(done, total)
+    except Exception:
+        log.exception("progress callback %r failed", progress)
 
 
 def _close_all_at_exit() -> None:

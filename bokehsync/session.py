@@ -36,7 +36,7 @@ from bokeh.util.token import generate_session_id
 from ._deadline import check_timeout
 from ._handshake import DEFAULT_TOKEN_EXPIRATION, HandshakeOptions, to_websocket_url
 from ._reconnect import Reconnect
-from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection
+from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection, Progress
 from .exceptions import ConnectionFailed, ConnectionLost
 
 if TYPE_CHECKING:
@@ -444,12 +444,15 @@ class ClientSession:
             raise error
         raise ConnectionFailed("not connected (call connect() first)", self.url)
 
-    def pull(self, *, timeout: float | None = None) -> None:
+    def pull(self, *, timeout: float | None = None, progress: Progress | None = None) -> None:
         ''' Pull the server's document into ``session.document``, connecting
         first if needed. On later calls the same document object is overwritten.
 
         Args:
             timeout (float, optional) : seconds (bokehsync only)
+            progress (callable, optional) : ``progress(bytes_done, total)``
+                as the document arrives (``total`` is None until the end);
+                called on a bokehsync thread (bokehsync only)
 
         Raises:
             ConnectionFailed, ServerError, ConnectionLost, ReplyTimeout
@@ -461,16 +464,20 @@ class ClientSession:
             doc = Document()
         else:
             doc = self._document
-        self._connection.pull_doc(doc, timeout=timeout)
+        self._connection.pull_doc(doc, timeout=timeout, progress=progress)
         self._mode = self._mode or "pull"
 
-    def push(self, document: Document | None = None, *, timeout: float | None = None) -> None:
+    def push(self, document: Document | None = None, *, timeout: float | None = None,
+            progress: Progress | None = None) -> None:
         ''' Push ``document`` to the server and keep it as ``session.document``.
 
         Args:
             document (Document, optional) : None for ``session.document`` (or
                 a new empty document); it must be ``session.document`` if set
             timeout (float, optional) : seconds (bokehsync only)
+            progress (callable, optional) : ``progress(bytes_sent, total)``
+                as the document is sent; called on the sending thread
+                (bokehsync only)
 
         Raises:
             ValueError: a different document than ``session.document``
@@ -495,7 +502,7 @@ class ClientSession:
             message = PROTOCOL.create('PUSH-DOC', doc)
             if self._document is None:
                 self._attach_document(doc)
-        self._connection._push(message, timeout=timeout)
+        self._connection._push(message, timeout=timeout, progress=progress)
         self._mode = self._mode or "push"
 
     def request_server_info(self, *, timeout: float | None = None) -> dict[str, Any]:

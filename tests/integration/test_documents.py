@@ -186,3 +186,23 @@ def test_batch_sends_one_patch(server):
             remote = check.document.get_model_by_name("range")
             assert (remote.start, remote.end) == (49, 1000)
     assert len(sent) == 1
+
+
+def test_progress_of_a_large_push_and_pull(server):
+    ''' progress= reports bytes as a large document goes out and comes back, ending at the total. '''
+    doc = _doc_with_arrays(500_000)
+    pushed: list[tuple[int, int | None]] = []
+    pulled: list[tuple[int, int | None]] = []
+    session = ClientSession(websocket_url=server.ws_url("/empty"))
+    try:
+        session.push(doc, progress=lambda done, total: pushed.append((done, total)))
+        check = ClientSession(session_id=session.id, websocket_url=server.ws_url("/empty"))
+        check.pull(progress=lambda done, total: pulled.append((done, total)))
+        assert len(check.document.get_model_by_name("cds").data["f"]) == 500_000
+        check.close()
+    finally:
+        session.close()
+    assert len(pushed) > 3 and pushed[-1][0] == pushed[-1][1] > 6_000_000
+    assert [d for d, _ in pushed] == sorted(d for d, _ in pushed)
+    assert len(pulled) > 3 and pulled[-1][0] == pulled[-1][1] > 6_000_000
+    assert [d for d, _ in pulled[:-1]] == sorted(d for d, _ in pulled[:-1])
