@@ -73,7 +73,7 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
         cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
         ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
         ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        reconnect: Reconnect | bool | int | None = None) -> ClientSession:
+        reconnect: Reconnect | bool | int | None = None, progress: Progress | None = None) -> ClientSession:
     ''' Create a session by loading the current server-side document.
 
     ``session.document`` is a fresh document loaded from the server. While the
@@ -97,6 +97,8 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
             options (bokehsync only), see :class:`ClientSession`
         ping_interval, ping_timeout, reconnect : keepalive and reconnecting
             (bokehsync only), see :class:`ClientSession`
+        progress (callable, optional) : ``progress(bytes_done, total)`` during
+            the first pull or push (bokehsync only), see :meth:`ClientSession.pull`
 
     Returns:
         ClientSession : connected, with the server's document
@@ -114,7 +116,7 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
                             ssl_context=ssl_context, proxy=proxy, ping_interval=ping_interval,
                             ping_timeout=ping_timeout, reconnect=reconnect)
     try:
-        session.pull()
+        session.pull(progress=progress)
     except BaseException:
         session.close(flush=False)
         raise
@@ -129,7 +131,7 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
         ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
         ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        reconnect: Reconnect | bool | int | None = None) -> ClientSession:
+        reconnect: Reconnect | bool | int | None = None, progress: Progress | None = None) -> ClientSession:
     ''' Create a session by pushing ``document`` to the server, replacing any
     server-side document of that session.
 
@@ -149,6 +151,8 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
             options (bokehsync only), see :class:`ClientSession`
         ping_interval, ping_timeout, reconnect : keepalive and reconnecting
             (bokehsync only), see :class:`ClientSession`
+        progress (callable, optional) : ``progress(bytes_done, total)`` during
+            the first pull or push (bokehsync only), see :meth:`ClientSession.pull`
 
     Returns:
         ClientSession : connected, serving ``document``
@@ -167,7 +171,7 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
                             ssl_context=ssl_context, proxy=proxy, ping_interval=ping_interval,
                             ping_timeout=ping_timeout, reconnect=reconnect)
     try:
-        session.push(document)
+        session.push(document, progress=progress)
     except BaseException:
         session.close(flush=False)
         raise
