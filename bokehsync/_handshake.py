@@ -31,7 +31,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
 
 from bokeh.util.token import (
     check_session_id_signature,
@@ -231,6 +230,8 @@ class HandshakeOptions:
         host = parts.hostname or ""
         proxy = self._proxy
         if proxy is None:
+            # urllib.request costs ~10 ms to import: only when it is needed.
+            from urllib.request import getproxies_environment, proxy_bypass_environment
             env = getproxies_environment()
             value = env.get("https" if parts.scheme == "wss" else "http")
             bypass = host and proxy_bypass_environment(host if parts.port is None else f"{host}:{parts.port}")

@@ -13,11 +13,12 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
-
-from tornado.ioloop import IOLoop
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import BokehSyncError
+
+if TYPE_CHECKING:
+    from tornado.ioloop import IOLoop
 
 __all__ = (
     'LoopThread',
@@ -72,6 +73,7 @@ class LoopThread:
     def _run(self, box: list[IOLoop], ready: threading.Event) -> None:
         ''' Body of the loop thread: run the loop until ``stop()``. '''
         try:
+            from tornado.ioloop import IOLoop  # here: most sessions never need Tornado
             asyncio.set_event_loop(asyncio.new_event_loop())
             loop = IOLoop.current()
             box.append(loop)
