@@ -206,3 +206,65 @@ def test_progress_of_a_large_push_and_pull(server):
     assert [d for d, _ in pushed] == sorted(d for d, _ in pushed)
     assert len(pulled) > 3 and pulled[-1][0] == pulled[-1][1] > 6_000_000
     assert [d for d, _ in pulled[:-1]] == sorted(d for d, _ in pulled[:-1])
+
+
+def test_callbacks_run_on_a_given_running_loop(server):
+    ''' Session callbacks run on an io_loop the caller passed in and runs on its own thread. '''
+    import asyncio
+
+    from tornado.ioloop import IOLoop
+    started = threading.Event()
+    holder: list[IOLoop] = []
+
+    def run_loop() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        holder.append(IOLoop.current())
+        started.set()
+        holder[0].start()
+    thread = threading.Thread(target=run_loop, name="user-loop")
+    thread.start()
+    assert started.wait(LONG)
+    loop = holder[0]
+    doc = Document()
+    r = Range1d(start=0, end=1)
+    doc.add_root(r)
+    seen: list[str] = []
+
+    def tick() -> None:
+        seen.append(threading.current_thread().name)
+        r.start += 1
+    doc.add_periodic_callback(tick, 20)
+    try:
+        with push_session(doc, url=server.url("/empty"), io_loop=loop) as session:
+            wait_until(lambda: r.start >= 2, what="two ticks on the given loop")
+            assert session._connection.io_loop is loop
+    finally:
+        loop.add_callback(loop.stop)
+        thread.join(LONG)
+        loop.close()
+    assert set(seen) == {"user-loop"}
+
+
+def test_same_result_as_bokeh_client(server):
+    ''' The same push-change-pull scenario through bokeh.client and bokehsync leaves the same server document. '''
+    from bokeh.client import pull_session as bokeh_pull
+    from bokeh.client import push_session as bokeh_push
+
+    def scenario(push, pull, roundtrip_before_close: bool) -> dict:
+        doc = _doc_with_arrays(100)
+        session = push(doc, url=server.url("/empty"))
+        doc.get_model_by_name("range").start = 5
+        doc.get_model_by_name("cds").stream({"f": np.array([2.0]), "i": np.array([7], dtype=np.int32)})
+        if roundtrip_before_close:
+            session.force_roundtrip()  # bokeh.client loses the changes without it
+        session.close()
+        check = pull(session_id=session.id, url=server.url("/empty"))
+        try:
+            cds = check.document.get_model_by_name("cds")
+            return {"start": check.document.get_model_by_name("range").start,
+                    "f": list(cds.data["f"]), "i": [int(v) for v in cds.data["i"]]}
+        finally:
+            check.close()
+    theirs = scenario(bokeh_push, bokeh_pull, roundtrip_before_close=True)
+    ours = scenario(push_session, pull_session, roundtrip_before_close=False)
+    assert ours == theirs and ours["start"] == 5 and ours["i"][-1] == 7
