@@ -280,11 +280,17 @@ class ClientConnection:
             reconnector.join(self._timeout)
         flush_error: BokehSyncError | None = None
         if not already:
-            if flush:
+            if flush and self._can_wait():
                 try:
                     self.flush(timeout=timeout)
                 except BokehSyncError as e:
                     flush_error = e
+            elif flush:
+                # From the reader thread, or holding session.lock, waiting for
+                # acknowledgements would wait for ourselves: send, don't wait.
+                log.warning("close() of %s cannot wait for acknowledgements from this thread; "
+                            "changes are sent but not confirmed", self._url)
+                self._pump(block=True, deadline=Deadline(self._resolve(timeout)))
             self._close_handshake(why)
         self._join_reader()
         self._loop.stop()
@@ -1034,6 +1040,10 @@ class ClientConnection:
                              + (f" ({error.message})" if error is not None else ""), self._url)
         exc.__cause__ = error
         return exc
+
+    def _can_wait(self) -> bool:
+        ''' Whether this thread may block on replies (see :meth:`_check_not_blocking_reader`). '''
+        return threading.current_thread() is not self._reader and not self._session._lock_held_by_me()
 
     def _check_not_blocking_reader(self, what: str) -> None:
         if threading.current_thread() is self._reader:

@@ -241,3 +241,29 @@ def test_tokens_are_never_logged(server, caplog, monkeypatch):
     session.close()
     assert tokens and caplog.records
     assert all(t not in r.getMessage() for t in tokens for r in caplog.records)
+
+
+def test_close_from_a_callback_on_the_reader_thread(server):
+    ''' A document callback run for a server change may close the session; the change it made is sent. '''
+    session = pull_session(url=server.url("/slider"))
+    source = session.document.get_model_by_name("source")
+    slider = session.document.get_model_by_name("slider")
+
+    def on_data(attr, old, new):
+        slider.title = "closing"
+        session.close()
+    source.on_change("data", on_data)
+    slider.value = 1
+    wait_until(lambda: not session.connected, what="the callback to close the session")
+    with pull_session(session_id=session.id, url=server.url("/slider")) as check:
+        assert check.document.get_model_by_name("slider").title == "closing"
+
+
+def test_close_while_holding_the_lock(server):
+    ''' close() inside ``with session.lock`` sends pending changes instead of deadlocking. '''
+    session = pull_session(url=server.url("/slider"))
+    with session.lock:
+        session.document.get_model_by_name("slider").title = "held"
+        session.close()
+    with pull_session(session_id=session.id, url=server.url("/slider")) as check:
+        assert check.document.get_model_by_name("slider").title == "held"
