@@ -311,7 +311,7 @@ class Progress:
         if self._thread is not None:
             self._thread.join()
         with self._mutex:
-            if self._bar is not None:
+            if self._bar:  # False: no tqdm, the plain indicator was drawn
                 self._bar.close()
             elif self._drawn:
                 self.stream.write("\r\033[K")

@@ -14,7 +14,8 @@ from bokehsync import ProtocolViolation, _frames
 
 def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     ''' An unmasked frame as a server sends it. '''
-    frame = ABNF(fin=int(fin), opcode=opcode, data=payload, mask_value=0)
+    # Positional: the mask flag is ``mask`` in websocket-client 1.6, ``mask_value`` from 1.7 on.
+    frame = ABNF(int(fin), 0, 0, 0, opcode, 0, payload)
     return frame.format()
 
 
