@@ -16,11 +16,15 @@ from bokeh.protocol import Protocol
 from bokeh.protocol.exceptions import MessageError, ProtocolError, ValidationError
 from bokeh.protocol.message import Message
 
+from ._compat import add_buffers
 from .exceptions import ProtocolViolation
 
 __all__ = (
     'Assembler',
     'fragments',
+    'merge_patches',
+    'merge_runs',
+    'patch_bytes',
 )
 
 #: bokeh's registry of message types; stateless, shared by all connections.
@@ -42,6 +46,84 @@ def fragments(message: Message[Any]) -> list[str | bytes | memoryview]:
         # A byte view: bokeh hands numpy buffers over as typed memoryviews,
         # whose len() counts items, not bytes.
         out.append(memoryview(buffer.data).cast("B"))
+    return out
+
+
+#: Neighbouring PATCH-DOCs are merged up to about this many bytes.
+MERGE_BYTES = 4 * 1024 * 1024
+
+_EVENTS_HEAD = '{"events":['
+_EVENTS_TAIL = ']}'
+
+
+def patch_bytes(message: Message[Any]) -> int:
+    ''' The size of a PATCH-DOC on the wire, near enough. '''
+    return len(message.content_json) + sum(memoryview(b.data).nbytes for b in message.buffers)
+
+
+def merge_patches(patches: list[Message[Any]]) -> Message[Any]:
+    ''' One PATCH-DOC carrying the events of several, in order.
+
+    Each patch was serialized in the order its changes happened, so merging
+    is concatenation: the events keep their order, every buffer comes along,
+    and the server ends up with the same document as if each had been sent
+    alone.
+
+    Args:
+        patches (list[Message]) : PATCH-DOC messages, oldest first
+
+    Returns:
+        Message : ``patches[0]`` itself when there is one, else a new PATCH-DOC
+    '''
+    if len(patches) == 1:
+        return patches[0]
+    cls = type(patches[0])
+    events: list[Any] = []
+    buffers: list[Any] = []
+    texts: list[str] | None = []
+    for patch in patches:
+        events.extend(patch.content["events"])
+        buffers.extend(patch.buffers)
+        text = patch.content_json
+        if texts is not None and set(patch.content) == {"events"} \
+                and text.startswith(_EVENTS_HEAD) and text.endswith(_EVENTS_TAIL):
+            inner = text[len(_EVENTS_HEAD):-len(_EVENTS_TAIL)]
+            if inner:
+                texts.append(inner)
+        else:
+            texts = None  # not the shape we know: let bokeh encode the merged content
+    merged = cls(cls.create_header(), {}, {"events": events})
+    if buffers:
+        add_buffers(merged, buffers)
+    if texts is not None:
+        # The events are JSON already: join the texts instead of encoding
+        # them again (bokeh encodes ``content`` itself if this cache is unset).
+        merged._content_json = _EVENTS_HEAD + ",".join(texts) + _EVENTS_TAIL
+    return merged
+
+
+def merge_runs(messages: list[Message[Any]], limit: int = MERGE_BYTES) -> list[Message[Any]]:
+    ''' ``messages`` with each run of neighbouring PATCH-DOCs merged into as
+    few as fit ``limit`` bytes each; other messages stay where they are.
+    '''
+    out: list[Message[Any]] = []
+    run: list[Message[Any]] = []
+    size = 0
+    for message in messages:
+        if message.msgtype == "PATCH-DOC":
+            n = patch_bytes(message)
+            if run and size + n > limit:
+                out.append(merge_patches(run))
+                run, size = [], 0
+            run.append(message)
+            size += n
+            continue
+        if run:
+            out.append(merge_patches(run))
+            run, size = [], 0
+        out.append(message)
+    if run:
+        out.append(merge_patches(run))
     return out
 
 

@@ -47,7 +47,7 @@ from ._loop import LoopThread
 from ._pending import Pending
 from ._reconnect import Reconnect, as_policy
 from ._transport import RECV_SIZE, Transport, WouldBlockTimeout
-from ._wire import PROTOCOL, Assembler, fragments
+from ._wire import PROTOCOL, Assembler, fragments, merge_runs
 from .exceptions import (
     BokehSyncError,
     ConnectionFailed,
@@ -169,6 +169,7 @@ class ClientConnection:
         self._offline_changes = 0
         self._pull_progress: dict[str, Progress] = {}
         self._pushes: set[str] = set()
+        self._requests_queued = False
 
     # Properties --------------------------------------------------------------
 
@@ -464,6 +465,23 @@ class ClientConnection:
             else:
                 self._outbox.append(_Events(events))
 
+    def _take_queued_events(self) -> list[Any]:
+        ''' Remove and return the events queued last, not yet serialized (the
+        caller holds ``session.lock`` and serializes them itself).
+        '''
+        with self.outbox_mutex:
+            if self._outbox and isinstance(self._outbox[-1], _Events):
+                return list(self._outbox.pop())
+        return []
+
+    def _queue_patches(self, messages: list[Message[Any]]) -> None:
+        ''' Queue PATCH-DOCs serialized already (the caller holds ``session.lock``). '''
+        if not self.connected:
+            self._queue_events([event for m in messages for event in m.content["events"]])
+            return
+        with self.outbox_mutex:
+            self._outbox.extend(messages)
+
     def _pump_patches(self) -> None:
         ''' Send queued changes now, unless another thread is sending (it
         sends them) or a PATCH-DOC is still unacknowledged (they go, merged,
@@ -491,6 +509,7 @@ class ClientConnection:
         future = self._pending.add(msgid, on_reply)
         with self.outbox_mutex:
             self._outbox.append(message)
+            self._requests_queued = True
         self._pump(block=True, deadline=deadline)
         try:
             return future.result(timeout=deadline.remaining())
@@ -531,12 +550,18 @@ class ClientConnection:
                 return
             try:
                 while True:
-                    with self.outbox_mutex:
-                        if not self._outbox or (not force and self._hold_back()):
-                            break
-                        batch = list(self._outbox)
-                        self._outbox.clear()
-                    self._write_batch(batch, deadline)
+                    # Drain and serialize holding session.lock: changes are
+                    # then serialized in the order they were queued, whoever
+                    # serializes them (see ClientSession._queue_events).
+                    with self._session._lock:
+                        with self.outbox_mutex:
+                            if not self._outbox or (not force and self._hold_back()):
+                                break
+                            batch = list(self._outbox)
+                            self._outbox.clear()
+                            self._requests_queued = False
+                        messages = self._prepare(batch)
+                    self._write(messages, deadline)
             finally:
                 self.send_lock.release()
             with self.outbox_mutex:
@@ -547,18 +572,21 @@ class ClientConnection:
     def _hold_back(self) -> bool:
         ''' Whether queued changes wait for an acknowledgement. '''
         assert self.outbox_mutex.locked()
-        return (len(self._unacked) >= PATCH_WINDOW and len(self._outbox) == 1
-                and isinstance(self._outbox[0], _Events))
+        return len(self._unacked) >= PATCH_WINDOW and not self._requests_queued
 
-    def _write_batch(self, batch: list[Message[Any] | _Events], deadline: Deadline) -> None:
-        ''' Serialize queued changes and write everything in order. Holds ``send_lock``. '''
-        assert self.send_lock.locked()
+    def _prepare(self, batch: list[Message[Any] | _Events]) -> list[Message[Any]]:
+        ''' Serialize queued events and merge neighbouring PATCH-DOCs (holding ``session.lock``). '''
         messages: list[Message[Any]] = []
         for item in batch:
             if isinstance(item, _Events):
                 messages.extend(self._session._serialize_events(item))
             else:
                 messages.append(item)
+        return merge_runs(messages)
+
+    def _write(self, messages: list[Message[Any]], deadline: Deadline) -> None:
+        ''' Write messages in order, tracking each PATCH-DOC. Holds ``send_lock``. '''
+        assert self.send_lock.locked()
         for message in messages:
             if message.msgtype == 'PATCH-DOC':
                 self._track_patch(message)

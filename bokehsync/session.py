@@ -226,6 +226,17 @@ def _event_bytes(event: Any) -> int:
     return size
 
 
+#: A change estimated above this many bytes is serialized as soon as it happens.
+EAGER_BYTES = 64 * 1024
+
+
+def _is_heavy(event: Any) -> bool:
+    ''' Whether ``event`` holds column data (or is large): serialize it at once. '''
+    from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent
+    return isinstance(event, (ColumnsStreamedEvent, ColumnsPatchedEvent, ColumnDataChangedEvent)) \
+        or _event_bytes(event) > EAGER_BYTES
+
+
 def _size_groups(events: list[Any]) -> Iterator[list[Any]]:
     ''' Split ``events``, in order, into runs of about ``PATCH_BYTES`` at most. '''
     group: list[Any] = []
@@ -325,6 +336,7 @@ class ClientSession:
         self._applying = threading.local()
         self._callback_group: Any = None
         self._batch: list[Any] | None = None
+        self._batch_patches: list[Message[Any]] = []
         self._mode: str | None = None
         self._hooks: dict[str, list[Callable[..., Any]]] = {"disconnect": [], "reconnect": []}
         self._connection = ClientConnection(session=self, websocket_url=websocket_url, io_loop=io_loop,
@@ -529,12 +541,19 @@ class ClientSession:
             outer = self._batch is None
             if outer:
                 self._batch = []
+                self._batch_patches = []
             try:
                 yield
             finally:
                 if outer:
-                    events, self._batch = self._batch, None
-                    self._queue_events(events or [])
+                    events, self._batch = self._batch or [], None
+                    patches = self._batch_patches + (self._serialize_events(events) if events else [])
+                    self._batch_patches = []
+                    if patches:
+                        self._connection._check_process()
+                        # Queued together, they go out merged into one PATCH-DOC
+                        # (or a few, if they add up to more than a few MiB).
+                        self._connection._queue_patches(patches)
         if outer:
             self._connection._pump_patches()
 
@@ -588,16 +607,33 @@ class ClientSession:
         with self._lock:
             if self._batch is not None:
                 self._batch.append(event)
+                if _is_heavy(event):
+                    # Serialize now rather than keep the column's versions alive.
+                    self._batch_patches.extend(self._serialize_events(self._batch))
+                    self._batch = []
                 return
             self._queue_events([event])
         self._connection._pump_patches()
 
     def _queue_events(self, events: list[Any]) -> None:
-        ''' Queue change events for the server, in order (holding ``session.lock``). '''
+        ''' Queue change events for the server, in order (holding ``session.lock``).
+
+        Light events are queued as they are and serialized when sent, so a
+        burst costs one serialization. Column events (and any large change)
+        are serialized now, together with the light ones queued before them:
+        such an event keeps the column's old and new values alive until it
+        is serialized, which for numpy columns is a full copy per event.
+        '''
         assert self._lock._is_owned()  # type: ignore[attr-defined]
-        if events:
-            self._connection._check_process()
-            self._connection._queue_events(events)
+        if not events:
+            return
+        connection = self._connection
+        connection._check_process()
+        if any(_is_heavy(event) for event in events):
+            run = connection._take_queued_events() + events
+            connection._queue_patches(self._serialize_events(run))
+        else:
+            connection._queue_events(events)
 
     def _serialize_events(self, events: list[Any]) -> list[Message[Any]]:
         ''' PATCH-DOCs for queued events, oldest first, each of a bounded size.
