@@ -10,22 +10,30 @@ with errors that say exactly what was wrong.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bokeh.protocol import Protocol
 from bokeh.protocol.exceptions import MessageError, ProtocolError, ValidationError
 from bokeh.protocol.message import Message
 
+from . import _frames
 from ._compat import add_buffers
 from .exceptions import ProtocolViolation
 
 __all__ = (
     'Assembler',
+    'Progress',
+    'encode_messages',
     'fragments',
     'merge_patches',
     'merge_runs',
     'patch_bytes',
+    'report_progress',
 )
+
+log = logging.getLogger(__name__)
 
 #: bokeh's registry of message types; stateless, shared by all connections.
 PROTOCOL = Protocol()
@@ -48,6 +56,9 @@ def fragments(message: Message[Any]) -> list[str | bytes | memoryview]:
         out.append(memoryview(buffer.data).cast("B"))
     return out
 
+
+#: Frames up to this size are joined with their neighbours into one write.
+_JOIN_LIMIT = 1 << 18
 
 #: Neighbouring PATCH-DOCs are merged up to about this many bytes.
 MERGE_BYTES = 4 * 1024 * 1024
@@ -125,6 +136,66 @@ def merge_runs(messages: list[Message[Any]], limit: int = MERGE_BYTES) -> list[M
     if run:
         out.append(merge_patches(run))
     return out
+
+
+#: Called with (bytes done, bytes in total or None) as a push or pull proceeds.
+Progress = Callable[[int, "int | None"], Any]
+
+
+def encode_messages(messages: list[Message[Any]]) -> Iterator[bytes | bytearray]:
+    ''' The bytes of ``messages`` as frames, small ones joined into one write.
+
+    A message carrying a ``progress`` callback (set by ``ClientConnection._push``)
+    has it called, in the sending thread, after each piece is written.
+    '''
+    small: list[bytes] = []
+    size = 0
+    for message in messages:
+        parts = [(_frames.OP_TEXT, f.encode("utf-8")) if isinstance(f, str) else (_frames.OP_BINARY, f)
+                 for f in fragments(message)]
+        progress: Progress | None = getattr(message, "_bokehsync_progress", None)
+        if progress is not None:
+            if small:
+                yield b"".join(small)
+                small, size = [], 0
+            yield from _with_progress(parts, progress)
+            continue
+        for opcode, data in parts:
+            if len(data) <= _JOIN_LIMIT:
+                for piece in _frames.iter_masked_frame(opcode, data):
+                    small.append(piece)  # type: ignore[arg-type]
+                    size += len(piece)
+                if size >= _JOIN_LIMIT:
+                    yield b"".join(small)
+                    small, size = [], 0
+                continue
+            if small:
+                yield b"".join(small)
+                small, size = [], 0
+            yield from _frames.iter_masked_frame(opcode, data)
+    if small:
+        yield b"".join(small)
+
+
+def _with_progress(parts: list[tuple[int, Any]], progress: Progress) -> Iterator[bytes | bytearray]:
+    ''' The frames of one message, reporting payload bytes written so far. '''
+    total = sum(len(data) for _, data in parts)
+    done = 0
+    for opcode, data in parts:
+        pieces = _frames.iter_masked_frame(opcode, data)
+        if len(data) > _frames.SMALL_FRAME:
+            yield next(pieces)  # a large frame's header comes first, alone
+        for piece in pieces:
+            yield piece  # resumed once the piece is written
+            done += min(len(piece), len(data))
+            report_progress(progress, min(done, total), total)
+
+
+def report_progress(progress: Progress, done: int, total: int | None) -> None:
+    try:
+        progress(done, total)
+    except Exception:
+        log.exception("progress callback %r failed", progress)
 
 
 class Assembler:

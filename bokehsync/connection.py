@@ -30,7 +30,7 @@ import ssl
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,7 @@ from ._loop import LoopThread
 from ._pending import Pending
 from ._reconnect import Reconnect, as_policy
 from ._transport import RECV_SIZE, Transport, WouldBlockTimeout
-from ._wire import PROTOCOL, Assembler, fragments, merge_runs
+from ._wire import PROTOCOL, Assembler, Progress, encode_messages, merge_runs, report_progress
 from .exceptions import (
     BokehSyncError,
     ConnectionFailed,
@@ -92,9 +92,6 @@ CLOSE_HANDSHAKE_TIMEOUT = 2.0
 
 #: PATCH-DOCs in flight before further changes wait, merged, for an OK.
 PATCH_WINDOW = 1
-
-#: Frames up to this size are joined with their neighbours into one write.
-_JOIN_LIMIT = 1 << 18
 
 #: Connections alive in this process, closed at interpreter exit and
 #: disowned in a forked child.
@@ -383,7 +380,7 @@ class ClientConnection:
             self._session._apply_pulled(reply, document)
             if progress is not None:
                 total = len(reply.content_json) + sum(len(b.data) for b in reply.buffers)
-                _report(progress, total, total)
+                report_progress(progress, total, total)
         if progress is not None:
             self._pull_progress[msgid] = progress
         try:
@@ -594,7 +591,7 @@ class ClientConnection:
         try:
             if transport is None:
                 raise BrokenPipeError("not connected")
-            transport.send(_encode(messages), deadline=deadline.at)
+            transport.send(encode_messages(messages), deadline=deadline.at)
         except (OSError, WouldBlockTimeout) as e:
             cause = ConnectionLost(f"sending to the server failed: {e!r}", self._url)
             cause.__cause__ = e
@@ -798,7 +795,7 @@ class ClientConnection:
                     callback = self._pull_progress.get(header.get("reqid")) if header else None
                     if callback is not None:
                         received += n
-                        _report(callback, received, None)
+                        report_progress(callback, received, None)
                     else:
                         received = n
                 if n == 0:
@@ -1080,66 +1077,6 @@ class ClientConnection:
         if self._session._lock_held_by_me():
             raise RuntimeError(f"cannot {what} while holding session.lock: the reader thread needs it "
                                "to apply server changes that may come before the reply")
-
-
-#: Called with (bytes done, bytes in total or None) as a push or pull proceeds.
-Progress = Callable[[int, "int | None"], Any]
-
-
-def _encode(messages: list[Message[Any]]) -> Iterator[bytes | bytearray]:
-    ''' The bytes of ``messages`` as frames, small ones joined into one write.
-
-    A message carrying a ``progress`` callback (see :meth:`ClientConnection._push`)
-    has it called, in the sending thread, after each piece is written.
-    '''
-    small: list[bytes] = []
-    size = 0
-    for message in messages:
-        parts = [(_frames.OP_TEXT, f.encode("utf-8")) if isinstance(f, str) else (_frames.OP_BINARY, f)
-                 for f in fragments(message)]
-        progress: Progress | None = getattr(message, "_bokehsync_progress", None)
-        if progress is not None:
-            if small:
-                yield b"".join(small)
-                small, size = [], 0
-            yield from _with_progress(parts, progress)
-            continue
-        for opcode, data in parts:
-            if len(data) <= _JOIN_LIMIT:
-                for piece in _frames.iter_masked_frame(opcode, data):
-                    small.append(piece)  # type: ignore[arg-type]
-                    size += len(piece)
-                if size >= _JOIN_LIMIT:
-                    yield b"".join(small)
-                    small, size = [], 0
-                continue
-            if small:
-                yield b"".join(small)
-                small, size = [], 0
-            yield from _frames.iter_masked_frame(opcode, data)
-    if small:
-        yield b"".join(small)
-
-
-def _with_progress(parts: list[tuple[int, Any]], progress: Progress) -> Iterator[bytes | bytearray]:
-    ''' The frames of one message, reporting payload bytes written so far. '''
-    total = sum(len(data) for _, data in parts)
-    done = 0
-    for opcode, data in parts:
-        pieces = _frames.iter_masked_frame(opcode, data)
-        if len(data) > _frames.SMALL_FRAME:
-            yield next(pieces)  # a large frame's header comes first, alone
-        for piece in pieces:
-            yield piece  # resumed once the piece is written
-            done += min(len(piece), len(data))
-            _report(progress, min(done, total), total)
-
-
-def _report(progress: Progress, done: int, total: int | None) -> None:
-    try:
-        progress(done, total)
-    except Exception:
-        log.exception("progress callback %r failed", progress)
 
 
 def _close_all_at_exit() -> None:

@@ -36,7 +36,8 @@ from bokeh.util.token import generate_session_id
 from ._deadline import check_timeout
 from ._handshake import DEFAULT_TOKEN_EXPIRATION, HandshakeOptions, to_websocket_url
 from ._reconnect import Reconnect
-from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection, Progress
+from ._wire import Progress
+from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import ConnectionFailed, ConnectionLost
 
 if TYPE_CHECKING:
