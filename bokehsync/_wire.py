@@ -4,8 +4,9 @@ A Bokeh message travels as several websocket messages, never interleaved
 with another Bokeh message's: header, metadata and content (text JSON), then
 for each buffer a text buffer header ``{"id": ...}`` and a binary payload.
 bokeh's own ``Protocol`` builds and assembles the message objects; this
-module only splits them into fragments and checks the order on the way in,
-with errors that say exactly what was wrong.
+module splits them into fragments and masked frames on the way out (merging
+neighbouring PATCH-DOCs, reporting progress), and checks the order on the way
+in, with errors that say exactly what was wrong.
 '''
 from __future__ import annotations
 
