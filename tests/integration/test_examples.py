@@ -59,8 +59,10 @@ def test_pool_example(demo_url):
         assert _rows(url, session_id) == 100
 
 
+@pytest.mark.slow
 def test_dask_example(demo_url):
-    ''' dask_cluster.py on its own LocalCluster: every task's document is on the server. '''
+    ''' dask_cluster.py as a command, on its own LocalCluster: every task's document is on the server.
+    (Slow: a cluster of its own. test_pools runs the example's run() on its shared cluster by default.) '''
     pytest.importorskip("distributed")
     out = _run("dask_cluster.py", demo_url, "--tasks", "2")
     found = SESSION_URL.findall(out)

@@ -2,8 +2,10 @@
 (spawn and fork), concurrent.futures, and a Dask LocalCluster of worker processes. '''
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
@@ -89,10 +91,48 @@ def dask_client() -> Iterator[object]:
         cluster.close()
 
 
-def test_dask_workers_push_documents(app_url, dask_client):
+@pytest.fixture(scope="module")
+def dask_example(dask_client) -> Iterator[object]:
+    ''' examples/dask_cluster.py as module ``dask_cluster``, here and (client.upload_file) on the workers,
+    as a real cluster gets a task module that is not installed. '''
+    path = os.path.join(ROOT, "examples", "dask_cluster.py")
+    dask_client.upload_file(path)
+    spec = importlib.util.spec_from_file_location("dask_cluster", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # tasks pickle by reference: dask_cluster.make_report
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def _gather(client, futures):
+    ''' The futures' results; if they hang, fail with what each worker is doing. '''
+    import distributed
+    try:
+        distributed.wait(futures, timeout=LONG * 2)
+    except distributed.TimeoutError:
+        raise AssertionError(f"Dask tasks did not finish: call stacks {client.call_stack()!r}")
+    return client.gather(futures, errors="raise")
+
+
+def test_dask_workers_push_documents(app_url, dask_client, dask_example):
     ''' Tasks on a Dask LocalCluster (2 worker processes) each push a document; all arrive. '''
-    futures = [dask_client.submit(push_task, app_url, f"dask-{i}", i, pure=False) for i in range(TASKS)]
-    results = dask_client.gather(futures, errors="raise")
+    futures = [dask_client.submit(dask_example.make_report, app_url, f"dask-{i}", i, pure=False)
+               for i in range(TASKS)]
+    results = _gather(dask_client, futures)
     worker_pids = set(dask_client.run(os.getpid).values())
-    assert {pid for _, pid in results} <= worker_pids
-    _check_all_arrived(app_url, results, "dask")
+    assert {r["pid"] for r in results} <= worker_pids and os.getpid() not in worker_pids
+    assert sorted(r["session_id"] for r in results) == [f"dask-{i}" for i in range(TASKS)]
+    for r in results:
+        with pull_session(session_id=r["session_id"], url=app_url, timeout=LONG) as check:
+            doc = check.document
+            assert len(doc.get_model_by_name("source").data["y"]) == 100
+            assert f"pid {r['pid']}" in doc.get_model_by_name("plot").title.text
+
+
+def test_dask_example_runs_on_the_cluster(app_url, dask_client, dask_example):
+    ''' The example's run(): submit, gather, and check every session from the client side. '''
+    found = dask_example.run(dask_client, app_url, tasks=2, prefix="dask-example")
+    assert found == {"dask-example-0": 100, "dask-example-1": 100}
