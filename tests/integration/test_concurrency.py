@@ -5,6 +5,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -186,8 +187,10 @@ s._loop_until_closed()
 print("returned", s.connected, flush=True)
 """
     env = dict(os.environ, PYTHONPATH=ROOT)
+    # SIG_DFL in the child: a runner started with SIGINT ignored (a background
+    # job) would pass that on, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(2)

@@ -19,13 +19,21 @@ URL_LINE = re.compile(r"^Open (http://127\.0\.0\.1:(\d+)/demo)\?bokeh-session-id
 SUMMARY_LINE = re.compile(r"^worker (\d+): sent (\d+) rows, (\d+) on the server$")
 
 
+def _default_sigint() -> None:
+    ''' In the child: Ctrl-C raises KeyboardInterrupt even when the test runner
+    was started with SIGINT ignored (as background jobs are), which Python
+    would otherwise keep ignoring.
+    '''
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Demo:
     ''' A demo process whose stdout lines are collected by a thread. '''
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "bokehsync", "demo", *args], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, name="test-demo-stdout", daemon=True)
         self._reader.start()
