@@ -93,9 +93,10 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
             server, in bytes (default: 20 MiB)
         timeout (float, optional) : seconds for every blocking call of this
             session, including this pull (default: 30) (bokehsync only)
-        secret_key, sign_sessions, token_expiration, token, extra_payload,
-        headers, cookies, origin, verify, ssl_context, proxy : deployment
-            options (bokehsync only), see :class:`ClientSession`
+        secret_key, sign_sessions, token_expiration, token, extra_payload : signed
+            sessions and tokens (bokehsync only), see :class:`ClientSession`
+        headers, cookies, origin, verify, ssl_context, proxy : the handshake,
+            TLS and proxies (bokehsync only), see :class:`ClientSession`
         ping_interval, ping_timeout, reconnect : keepalive and reconnecting
             (bokehsync only), see :class:`ClientSession`
         progress (callable, optional) : ``progress(bytes_done, total)`` during
@@ -147,9 +148,10 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         max_message_size (int, optional) : largest message accepted from the server
         timeout (float, optional) : seconds for every blocking call of this
             session (default: 30) (bokehsync only)
-        secret_key, sign_sessions, token_expiration, token, extra_payload,
-        headers, cookies, origin, verify, ssl_context, proxy : deployment
-            options (bokehsync only), see :class:`ClientSession`
+        secret_key, sign_sessions, token_expiration, token, extra_payload : signed
+            sessions and tokens (bokehsync only), see :class:`ClientSession`
+        headers, cookies, origin, verify, ssl_context, proxy : the handshake,
+            TLS and proxies (bokehsync only), see :class:`ClientSession`
         ping_interval, ping_timeout, reconnect : keepalive and reconnecting
             (bokehsync only), see :class:`ClientSession`
         progress (callable, optional) : ``progress(bytes_done, total)`` during

@@ -48,35 +48,5 @@ class OptionalTocTree(TocTree):
         return super().run()
 
 
-def join_wrapped_arg_names(app, what, name, obj, options, lines):  # type: ignore[no-untyped-def]
-    ''' Join an ``Args:`` entry whose list of names wraps onto a second line.
-
-    bokeh-style docstrings document related parameters together (``a, b,`` /
-    ``c : text``); napoleon expects one line per entry head. Runs before
-    napoleon (lower priority number), only inside ``Args:`` sections.
-    '''
-    def indent(line: str) -> int:
-        return len(line) - len(line.lstrip())
-
-    section = entry = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.strip() in ("Args:", "Arguments:", "Keyword Args:"):
-            section, entry = indent(line), None
-        elif line.strip() and section is not None:
-            if indent(line) <= section:
-                section = None
-            elif entry is None:
-                entry = indent(line)
-            if (section is not None and indent(line) == entry and line.rstrip().endswith(",")
-                    and ":" not in line and i + 1 < len(lines) and indent(lines[i + 1]) == entry):
-                lines[i] = line.rstrip() + " " + lines[i + 1].strip()
-                del lines[i + 1]
-                continue
-        i += 1
-
-
 def setup(app):  # type: ignore[no-untyped-def]
     app.add_directive("optional-toctree", OptionalTocTree)
-    app.connect("autodoc-process-docstring", join_wrapped_arg_names, priority=100)
