@@ -8,6 +8,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Range1d
 
 from bokehsync import ClientSession, pull_session, push_session
+from bokehsync._compat import DOC_ARRAYS_GZIPPED
 from tests.conftest import LONG, wait_until
 
 
@@ -202,9 +203,11 @@ def test_progress_of_a_large_push_and_pull(server):
         check.close()
     finally:
         session.close()
-    assert len(pushed) > 3 and pushed[-1][0] == pushed[-1][1] > 6_000_000
+    # 6 MB of arrays; bokeh 3.8 gzips them on the wire, to about 4.8 MB here.
+    size = 4_000_000 if DOC_ARRAYS_GZIPPED else 6_000_000
+    assert len(pushed) > 3 and pushed[-1][0] == pushed[-1][1] > size
     assert [d for d, _ in pushed] == sorted(d for d, _ in pushed)
-    assert len(pulled) > 3 and pulled[-1][0] == pulled[-1][1] > 6_000_000
+    assert len(pulled) > 3 and pulled[-1][0] == pulled[-1][1] > size
     assert [d for d, _ in pulled[:-1]] == sorted(d for d, _ in pulled[:-1])
 
 
