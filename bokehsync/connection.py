@@ -24,6 +24,7 @@ Locks, always taken in this order, and never held while waiting for a reply:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import ssl
@@ -284,11 +285,10 @@ class ClientConnection:
                 except BokehSyncError as e:
                     flush_error = e
             elif flush:
-                # From the reader thread, or holding session.lock, waiting for
-                # acknowledgements would wait for ourselves: send, don't wait.
-                log.warning("close() of %s cannot wait for acknowledgements from this thread; "
-                            "changes are sent but not confirmed", self._url)
-                self._pump(block=True, deadline=Deadline(self._resolve(timeout)))
+                # From the reader thread, or holding session.lock, waiting would
+                # wait for ourselves (the reader, or a sender that needs the
+                # lock): send what is queued if the wire is free, don't wait.
+                flush_error = self._send_without_waiting(Deadline(self._resolve(timeout)))
             self._close_handshake(why)
         self._join_reader()
         self._loop.stop()
@@ -310,12 +310,12 @@ class ClientConnection:
             ReplyTimeout: not all acknowledged in time
         '''
         self._check_process()
+        self._check_not_blocking_reader("flush")
         deadline = Deadline(self._resolve(timeout))
         self._pump(block=True, deadline=deadline)
         with self.outbox_mutex:
             waiting = list(self._unacked)
         if waiting:
-            self._check_not_blocking_reader("flush")
             _, not_done = wait(waiting, timeout=deadline.remaining())
             if not_done:
                 raise ReplyTimeout(f"{len(not_done)} document patch(es) not acknowledged within "
@@ -402,11 +402,15 @@ class ClientConnection:
         Raises:
             ServerError, ConnectionLost, ReplyTimeout
         '''
-        return self._push(PROTOCOL.create('PUSH-DOC', document), timeout=timeout, progress=progress)
+        return self._push(lambda: PROTOCOL.create('PUSH-DOC', document), timeout=timeout, progress=progress)
 
-    def _push(self, message: Message[Any], *, timeout: float | None,
-            progress: Progress | None = None) -> Message[Any]:
-        ''' Send a PUSH-DOC and wait for its OK.
+    def _push(self, make: Callable[[], Message[Any]], *, timeout: float | None,
+            progress: Progress | None = None, lock: Any = None) -> Message[Any]:
+        ''' Send a PUSH-DOC made by ``make()`` and wait for its OK.
+
+        ``make()`` runs holding ``lock`` (``session.lock``), and the message is
+        queued before the lock is released, so no document change can fall
+        between the snapshot and the queue.
 
         The server answers a push by replacing its document, and broadcasts
         that replacement, to this connection too, as PATCH-DOCs sent before
@@ -414,21 +418,27 @@ class ClientConnection:
         PATCH-DOCs that arrive while a push is unanswered (``bokeh.client``
         drops every message that arrives while it waits for a reply).
         '''
-        msgid = message.header["msgid"]
-        if progress is not None:
-            message._bokehsync_progress = progress  # type: ignore[attr-defined]
-        with self.state_mutex:
-            self._pushes.add(msgid)
+        what = "push the document"
+        deadline = self._begin(what, timeout)
+        pushes = self._pushes
 
         def answered(reply: Message[Any]) -> Message[Any]:
             with self.state_mutex:
-                self._pushes.discard(msgid)
+                pushes.discard(reply.header["reqid"])
             return reply
+        with lock if lock is not None else contextlib.nullcontext():
+            message = make()
+            msgid = message.header["msgid"]
+            if progress is not None:
+                message._bokehsync_progress = progress  # type: ignore[attr-defined]
+            with self.state_mutex:
+                pushes.add(msgid)
+            future = self._submit(message, answered)
         try:
-            return self._request(message, on_reply=answered, timeout=timeout, what="push the document")
+            return self._wait_reply(message, future, deadline, what)
         finally:
             with self.state_mutex:
-                self._pushes.discard(msgid)
+                pushes.discard(msgid)
 
     def request_server_info(self, *, timeout: float | None = None) -> dict[str, Any]:
         ''' Ask the server for its version information (cached).
@@ -497,17 +507,35 @@ class ClientConnection:
         Returns:
             the reply, or what ``on_reply`` returned for it
         '''
+        deadline = self._begin(what or message.msgtype, timeout)
+        future = self._submit(message, on_reply)
+        return self._wait_reply(message, future, deadline, what)
+
+    def _begin(self, what: str, timeout: float | None) -> Deadline:
+        ''' The checks every blocking request starts with; its deadline. '''
         self._check_process()
-        self._check_not_blocking_reader(what or message.msgtype)
+        self._check_not_blocking_reader(what)
         deadline = Deadline(self._resolve(timeout))
         if not self.connected:
-            raise self._not_connected(what or message.msgtype)
-        msgid = message.header["msgid"]
-        future = self._pending.add(msgid, on_reply)
+            raise self._not_connected(what)
+        return deadline
+
+    def _submit(self, message: Message[Any], on_reply: Callable[[Message[Any]], Any] | None) -> Future[Any]:
+        ''' Register the reply's future and queue the request, in order. '''
+        future = self._pending.add(message.header["msgid"], on_reply)
         with self.outbox_mutex:
             self._outbox.append(message)
             self._requests_queued = True
-        self._pump(block=True, deadline=deadline)
+        return future
+
+    def _wait_reply(self, message: Message[Any], future: Future[Any], deadline: Deadline, what: str) -> Any:
+        ''' Send what is queued, then wait for ``future`` until ``deadline``. '''
+        msgid = message.header["msgid"]
+        try:
+            self._pump(block=True, deadline=deadline)
+        except BaseException:
+            self._pending.abandon(msgid)  # a reply may still come: drop it quietly
+            raise
         try:
             return future.result(timeout=deadline.remaining())
         except FutureTimeout:
@@ -546,25 +574,55 @@ class ClientConnection:
             elif not self.send_lock.acquire(blocking=False):
                 return
             try:
-                while True:
-                    # Drain and serialize holding session.lock: changes are
-                    # then serialized in the order they were queued, whoever
-                    # serializes them (see ClientSession._queue_events).
-                    with self._session._lock:
-                        with self.outbox_mutex:
-                            if not self._outbox or (not force and self._hold_back()):
-                                break
-                            batch = list(self._outbox)
-                            self._outbox.clear()
-                            self._requests_queued = False
-                        messages = self._prepare(batch)
-                    self._write(messages, deadline)
+                self._drain(force, deadline)
             finally:
                 self.send_lock.release()
             with self.outbox_mutex:
                 if not self._outbox or (not force and self._hold_back()):
                     return
             block = force
+
+    def _drain(self, force: bool, deadline: Deadline) -> None:
+        ''' Write what is queued until nothing (or only held-back changes) is left.
+        Holds ``send_lock``.
+        '''
+        assert self.send_lock.locked()
+        while True:
+            # Drain and serialize holding session.lock: changes are then
+            # serialized in the order they were queued, whoever serializes
+            # them (see ClientSession._queue_events).
+            with self._session._lock:
+                with self.outbox_mutex:
+                    if not self._outbox or (not force and self._hold_back()):
+                        return
+                    batch = list(self._outbox)
+                    self._outbox.clear()
+                    self._requests_queued = False
+                messages = self._prepare(batch)
+            self._write(messages, deadline)
+
+    def _send_without_waiting(self, deadline: Deadline) -> BokehSyncError | None:
+        ''' Send everything queued if no other thread is sending; never block.
+
+        Returns:
+            the error to report, if something could not be sent
+        '''
+        if not self.send_lock.acquire(blocking=False):
+            with self.outbox_mutex:
+                queued = len(self._outbox)
+            if not queued:
+                return None
+            return ConnectionLost("close() was called from the reader thread or holding session.lock "
+                                  "while another thread was sending: queued changes were not sent", self._url)
+        try:
+            self._drain(True, deadline)
+        except BokehSyncError as e:
+            return e
+        finally:
+            self.send_lock.release()
+        log.warning("close() of %s from this thread cannot wait for acknowledgements: changes were sent "
+                    "but not confirmed", self._url)
+        return None
 
     def _hold_back(self) -> bool:
         ''' Whether queued changes wait for an acknowledgement. '''

@@ -514,14 +514,16 @@ class ClientSession:
             raise ValueError("Cannot push() a different document from existing session.document")
         self.connect(timeout=timeout)
         self.check_connection_errors()
-        with self._lock:
-            # Create the PUSH-DOC and start listening to the document in one
-            # step, so no change falls between the snapshot and the patches.
+
+        def snapshot() -> Message[Any]:
+            # Under session.lock: the PUSH-DOC, listening to the document, and
+            # queueing happen in one step, so no change falls in between.
             from ._wire import PROTOCOL
             message = PROTOCOL.create('PUSH-DOC', doc)
             if self._document is None:
                 self._attach_document(doc)
-        self._connection._push(message, timeout=timeout, progress=progress)
+            return message
+        self._connection._push(snapshot, timeout=timeout, progress=progress, lock=self._lock)
         self._mode = self._mode or "push"
 
     def request_server_info(self, *, timeout: float | None = None) -> dict[str, Any]:
@@ -714,9 +716,7 @@ class ClientSession:
             return
         if self._mode == "push":
             from ._wire import PROTOCOL
-            with self._lock:
-                message = PROTOCOL.create('PUSH-DOC', doc)
-            connection._push(message, timeout=None)
+            connection._push(lambda: PROTOCOL.create('PUSH-DOC', doc), timeout=None, lock=self._lock)
             connection._take_offline_changes()
             connection._forget_lost_patches()
             return

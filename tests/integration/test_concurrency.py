@@ -16,7 +16,7 @@ import pytest
 from bokeh.document import Document
 from bokeh.models import Range1d
 
-from bokehsync import WrongProcess, pull_session, push_session
+from bokehsync import ClientSession, WrongProcess, pull_session, push_session
 from tests import workers
 from tests.conftest import LONG, ROOT, wait_until
 
@@ -270,3 +270,29 @@ def test_close_while_holding_the_lock(server):
         session.close()
     with pull_session(session_id=session.id, url=server.url("/slider")) as check:
         assert check.document.get_model_by_name("slider").title == "held"
+
+
+def test_push_while_another_thread_changes_the_document(server):
+    ''' Changes made by another thread during push() are neither lost nor sent before the push. '''
+    doc = Document()
+    r = Range1d(start=0, end=1, name="r")
+    doc.add_root(r)
+    session = ClientSession(websocket_url=server.ws_url("/empty"))
+    started = threading.Event()
+
+    def churn() -> None:
+        started.set()
+        for k in range(3000):
+            r.start = k
+    worker = threading.Thread(target=churn)
+    worker.start()
+    started.wait(LONG)
+    try:
+        session.push(doc)
+        worker.join(LONG)
+        session.flush()  # raises if a change reached the server before the pushed document
+        with pull_session(session_id=session.id, url=server.url("/empty")) as check:
+            assert check.document.get_model_by_name("r").start == 2999
+    finally:
+        worker.join(LONG)
+        session.close()
