@@ -12,8 +12,16 @@ import time
 import pytest
 
 from bokehsync import ClientSession, ConnectionLost, ProtocolViolation, pull_session
-from tests.conftest import LONG, wait_until
+from tests.conftest import LONG, open_fds, wait_until
 from tests.fakeserver import FakeServer, Peer
+
+
+@pytest.fixture(autouse=True)
+def no_socket_leaks(server):
+    ''' Every socket a bad-input test opened is closed after it. '''
+    before = open_fds()
+    yield
+    wait_until(lambda: open_fds() <= before, what=f"descriptors back to {before} (now {open_fds()})")
 
 
 def _reply_header(request: dict, **extra) -> str:

@@ -34,19 +34,21 @@ def _assert_dead(session: ClientSession) -> None:
     assert time.monotonic() - start < 1.0  # at once, not at the timeout
 
 
-@pytest.fixture
-def baseline_fds():
-    ''' Sockets open before the test; the test checks it gets back to this. '''
-    return open_fds()
+@pytest.fixture(autouse=True)
+def no_socket_leaks(server):
+    ''' Every socket and pipe a fault test opened is closed after it. '''
+    before = open_fds()
+    yield before
+    wait_until(lambda: open_fds() <= before, what=f"descriptors back to {before} (now {open_fds()})")
 
 
-def test_server_killed_while_idle(fresh_server, baseline_fds):
+def test_server_killed_while_idle(fresh_server, no_socket_leaks):
     ''' The server process dies while nothing is pending. '''
     session = pull_session(url=fresh_server.url("/slider"))
     fresh_server.kill()
     _assert_dead(session)
     session.close()
-    wait_until(lambda: open_fds() <= baseline_fds, what="sockets to be released")
+    wait_until(lambda: open_fds() <= no_socket_leaks, what="sockets to be released")
 
 
 def test_server_killed_during_connect(fresh_server):
