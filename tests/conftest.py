@@ -47,23 +47,15 @@ def bokehsync_threads() -> list[threading.Thread]:
 @pytest.fixture(scope="session")
 def server() -> Iterator[LocalServer]:
     ''' One real Bokeh server for the session, with the test apps. '''
-    srv = LocalServer(APPS, pythonpath=[ROOT])
-    srv.start()
-    try:
+    with LocalServer(APPS, pythonpath=[ROOT]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def fresh_server() -> Iterator[LocalServer]:
     ''' A server of the test's own, for tests that kill or restart it. '''
-    srv = LocalServer(APPS, pythonpath=[ROOT])
-    srv.start()
-    try:
+    with LocalServer(APPS, pythonpath=[ROOT]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(autouse=True)

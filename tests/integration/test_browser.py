@@ -31,12 +31,8 @@ COLUMN = f"(col) => {{ const d = ({MODEL})('source').data; return Array.from(d i
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    srv = LocalServer({"/empty": "tests.apps:empty"}, pythonpath=[ROOT])
-    srv.start()
-    try:
+    with LocalServer({"/empty": "tests.apps:empty"}, pythonpath=[ROOT]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,25 +28,17 @@ APPS = {"/empty": "tests.apps:empty", "/whoami": "tests.deploy_apps:whoami"}
 @pytest.fixture(scope="module")
 def signed() -> Iterator[LocalServer]:
     ''' A server that only accepts session ids and tokens signed with KEY. '''
-    srv = LocalServer(APPS, pythonpath=[ROOT],
-                      server_kwargs={"sign_sessions": True, "secret_key": KEY, "generate_session_ids": True})
-    srv.start()
-    try:
+    with LocalServer(APPS, pythonpath=[ROOT],
+                      server_kwargs={"sign_sessions": True, "secret_key": KEY, "generate_session_ids": True}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[LocalServer]:
     ''' A server with an auth module that wants a known user in a cookie or header. '''
-    srv = LocalServer(APPS, pythonpath=[ROOT],
-                      server_kwargs={"auth_module": os.path.join(ROOT, "tests", "auth_module.py")})
-    srv.start()
-    try:
+    with LocalServer(APPS, pythonpath=[ROOT],
+                      server_kwargs={"auth_module": os.path.join(ROOT, "tests", "auth_module.py")}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _push_and_check(url: str, **options: object) -> None:

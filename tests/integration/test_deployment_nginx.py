@@ -25,13 +25,9 @@ PREFIX = "bokeh"
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[LocalServer]:
     ''' The Bokeh server nginx forwards to: prefix /bokeh, X-Forwarded-* trusted. '''
-    srv = LocalServer(APPS, pythonpath=[ROOT],
-                      server_kwargs={"prefix": PREFIX, "use_xheaders": True})
-    srv.start()
-    try:
+    with LocalServer(APPS, pythonpath=[ROOT],
+                      server_kwargs={"prefix": PREFIX, "use_xheaders": True}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

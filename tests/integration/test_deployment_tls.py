@@ -44,12 +44,8 @@ def tls(ca, tmp_path_factory) -> Iterator[LocalServer]:
     for blob in cert.cert_chain_pems:
         blob.write_to_path(certfile, append=True)
     cert.private_key_pem.write_to_path(keyfile)
-    srv = LocalServer(APPS, pythonpath=[ROOT], server_kwargs={"ssl_certfile": certfile, "ssl_keyfile": keyfile})
-    srv.start()
-    try:
+    with LocalServer(APPS, pythonpath=[ROOT], server_kwargs={"ssl_certfile": certfile, "ssl_keyfile": keyfile}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

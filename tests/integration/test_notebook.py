@@ -28,12 +28,8 @@ except Exception as e:
 
 @pytest.fixture(scope="module")
 def demo_server() -> Iterator[LocalServer]:
-    srv = LocalServer({"/demo": "bokehsync._demo:app"}, pythonpath=[ROOT])
-    srv.start()
-    try:
+    with LocalServer({"/demo": "bokehsync._demo:app"}, pythonpath=[ROOT]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _outputs(cell) -> str:
