@@ -1,6 +1,6 @@
 ''' The version matrix: bokehsync against every bokeh and Python it supports.
 
-Run all of it with ``nox`` (about 25 minutes on 2 cores), one session with
+Run all of it with ``nox`` (about 10 minutes on 2 cores), one session with
 ``nox -s bokeh-3.4``, a list with ``nox -l``. Arguments after ``--`` go to
 pytest: ``nox -s tests-3.13 -- -k pull -x``.
 
