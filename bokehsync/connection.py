@@ -163,6 +163,7 @@ class ClientConnection:
         self._server_info: dict[str, Any] | None = None
         self._error: BokehSyncError | None = None
         self._reconnector: threading.Thread | None = None
+        self._reconnecting = False
         self._stop_reconnecting = threading.Event()
         self._offline_changes = 0
         self._pull_progress: dict[str, Progress] = {}
@@ -277,6 +278,7 @@ class ClientConnection:
         self._stop_reconnecting.set()
         if reconnector is not None and reconnector is not threading.current_thread():
             reconnector.join(self._timeout)
+        self._reconnecting = False
         flush_error: BokehSyncError | None = None
         if not already:
             if flush and self._can_wait():
@@ -971,6 +973,11 @@ class ClientConnection:
         with self.state_mutex:
             if cause is not None and self._error is None:
                 self._error = cause
+            # Decided together with the state change, so a change made the
+            # moment ``connected`` turns False already counts as offline.
+            reconnect = cause is not None and self._policy is not None and not self._closing
+            start_reconnector = reconnect and not self._reconnecting
+            self._reconnecting = reconnect
             self._state = DISCONNECTED(reason, code, detail)
         lost = cause or ConnectionLost("the connection was closed", self._url)
         self._pending.fail_all(lost)
@@ -979,13 +986,12 @@ class ClientConnection:
         if cause is not None:
             log.warning("connection to %s lost: %s", self._url, detail)
             self._session._run_hooks("disconnect", cause)
-        with self.state_mutex:
-            reconnect = cause is not None and self._policy is not None and not self._closing
-            if reconnect:
+        if start_reconnector:
+            with self.state_mutex:
                 self._reconnector = threading.Thread(target=self._run_reconnect, args=(cause,),
                                                      name=f"bokehsync-reconnect-{self._name}", daemon=True)
                 self._reconnector.start()
-        if not reconnect:
+        elif not reconnect:
             self._finish_disconnect()
 
     def _finish_disconnect(self) -> None:
@@ -1001,8 +1007,7 @@ class ClientConnection:
     @property
     def reconnecting(self) -> bool:
         ''' Whether the connection was lost and is being re-established. (bokehsync only) '''
-        reconnector = self._reconnector
-        return reconnector is not None and reconnector.is_alive()
+        return self._reconnecting
 
     def _run_reconnect(self, cause: BokehSyncError) -> None:
         ''' Body of the reconnect thread: attempts with backoff, then resync. '''
@@ -1011,9 +1016,11 @@ class ClientConnection:
         last: BaseException = cause
         for attempt, delay in enumerate(policy.delays(), 1):
             if self._stop_reconnecting.wait(delay):
+                self._reconnecting = False
                 return
             with self.state_mutex:
                 if self._closing:
+                    self._reconnecting = False
                     return
                 self._state = NOT_YET_CONNECTED()
                 self._pending = Pending()
@@ -1031,7 +1038,12 @@ class ClientConnection:
                 last = e
                 log.warning("resynchronising after reconnecting to %s failed: %s", self._url, e)
                 self._abort(e, ErrorReason.NETWORK_ERROR)
+                reader = self._reader
+                if reader is not None:
+                    reader.join(self._timeout)  # its exit sees _reconnecting: no second reconnector
                 continue
+            with self.state_mutex:
+                self._reconnecting = False
             log.info("reconnected to %s (attempt %d)", self._url, attempt)
             self._session._run_hooks("reconnect", None)
             return
@@ -1040,6 +1052,7 @@ class ClientConnection:
         with self.state_mutex:
             self._error = error
             self._state = DISCONNECTED(ErrorReason.NETWORK_ERROR, None, error.message)
+            self._reconnecting = False
         log.error("%s", error)
         self._session._run_hooks("disconnect", error)
         self._finish_disconnect()
