@@ -738,46 +738,39 @@ class ClientConnection:
 
     def _wait_for_ack(self, transport: Transport, parser: _frames.FrameParser, assembler: Assembler,
             deadline: Deadline) -> list[_frames.Event]:
-        ''' Read until the ACK; return the events that came after it. '''
+        ''' Read until the ACK; return the events that came after it.
+        On any failure the socket is closed before the exception leaves.
+        '''
         buf = bytearray(RECV_SIZE)
         view = memoryview(buf)
-        while True:
-            try:
-                n = transport.recv(buf, deadline=deadline.at)
-            except WouldBlockTimeout:
-                transport.close()
-                raise ReplyTimeout(f"the server upgraded the websocket but sent no ACK within "
-                                   f"{deadline.timeout} s", self._url, msgid=None,
-                                   timeout=deadline.timeout) from None
-            except OSError as e:
-                transport.close()
-                raise self._rejected(None, f"the connection broke right after the upgrade ({e!r})") from e
-            if n == 0:
-                transport.close()
-                raise self._rejected(None, "the socket closed right after the upgrade")
-            try:
-                events = parser.feed(view[:n])
-            except ProtocolViolation:
-                transport.close()
-                raise
-            for i, event in enumerate(events):
-                if isinstance(event, _frames.Close):
-                    transport.close()
-                    raise self._rejected(event, "")
-                if isinstance(event, (_frames.Ping, _frames.Pong)):
-                    continue
+        try:
+            while True:
                 try:
+                    n = transport.recv(buf, deadline=deadline.at)
+                except WouldBlockTimeout:
+                    raise ReplyTimeout(f"the server upgraded the websocket but sent no ACK within "
+                                       f"{deadline.timeout} s", self._url, msgid=None,
+                                       timeout=deadline.timeout) from None
+                except OSError as e:
+                    raise self._rejected(None, f"the connection broke right after the upgrade ({e!r})") from e
+                if n == 0:
+                    raise self._rejected(None, "the socket closed right after the upgrade")
+                events = parser.feed(view[:n])
+                for i, event in enumerate(events):
+                    if isinstance(event, _frames.Close):
+                        raise self._rejected(event, "")
+                    if isinstance(event, (_frames.Ping, _frames.Pong)):
+                        continue
                     message = assembler.feed(event)
-                except ProtocolViolation:
-                    transport.close()
-                    raise
-                if message is None:
-                    continue
-                if message.msgtype != 'ACK':
-                    transport.close()
-                    raise ProtocolViolation(f"bokeh protocol violation: expected ACK, got {message.msgtype}",
-                                            self._url)
-                return events[i + 1:]
+                    if message is None:
+                        continue
+                    if message.msgtype != 'ACK':
+                        raise ProtocolViolation(f"bokeh protocol violation: expected ACK, got "
+                                                f"{message.msgtype}", self._url)
+                    return events[i + 1:]
+        except BaseException:
+            transport.close()
+            raise
 
     def _rejected(self, close: _frames.Close | None, what: str) -> ConnectionRejected:
         code = close.code if close else None
