@@ -497,6 +497,11 @@ class ClientConnection:
         when its OK arrives). Never blocks; failures are logged and reported
         by the next flush.
         '''
+        if self._unacked and not self._requests_queued:
+            # The window is full: the reader sends the queue when an OK
+            # arrives (and it checks the queue after this change was added).
+            # Checked without locks because it runs for every change.
+            return
         try:
             self._pump(block=False, deadline=Deadline(self._timeout), force=False)
         except BokehSyncError as e:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
 from bokeh.client.util import server_url_for_websocket_url, websocket_url_for_server_url
+from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent
 from bokeh.resources import DEFAULT_SERVER_HTTP_URL, SessionCoordinates
 from bokeh.util.token import generate_session_id
 
@@ -233,11 +234,20 @@ def _event_bytes(event: Any) -> int:
 EAGER_BYTES = 64 * 1024
 
 
+_SCALARS = (int, float, str, bool, type(None))
+
+_COLUMN_EVENTS = (ColumnsStreamedEvent, ColumnsPatchedEvent, ColumnDataChangedEvent)
+
+
 def _is_heavy(event: Any) -> bool:
-    ''' Whether ``event`` holds column data (or is large): serialize it at once. '''
-    from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent
-    return isinstance(event, (ColumnsStreamedEvent, ColumnsPatchedEvent, ColumnDataChangedEvent)) \
-        or _event_bytes(event) > EAGER_BYTES
+    ''' Whether ``event`` holds column data (or is large): serialize it at once.
+    Runs for every change, so the common case (a scalar property) is quick.
+    '''
+    if isinstance(event, _COLUMN_EVENTS):
+        return True
+    if isinstance(getattr(event, "new", None), _SCALARS) and not hasattr(event, "data"):
+        return False
+    return _event_bytes(event) > EAGER_BYTES
 
 
 def _size_groups(events: list[Any]) -> Iterator[list[Any]]:
