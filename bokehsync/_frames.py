@@ -104,7 +104,7 @@ def _mask_small(data: bytes | memoryview, key: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
 
 
-def _mask_chunk(data: memoryview, key32: np.ndarray, key: bytes) -> bytes:
+def _mask_chunk(data: memoryview, key32: np.ndarray, key: bytes) -> bytearray:
     ''' Mask ``data``, which starts at a multiple of 4 in the payload. '''
     n = len(data)
     n4 = n - (n % 4)
@@ -114,7 +114,7 @@ def _mask_chunk(data: memoryview, key32: np.ndarray, key: bytes) -> bytes:
                        out=np.frombuffer(out, dtype=np.uint32, count=n4 // 4))
     if n4 != n:
         out[n4:] = _mask_small(data[n4:], key)
-    return bytes(out) if n < SMALL_FRAME else out  # type: ignore[return-value]
+    return out
 
 
 def encode_frame(opcode: int, payload: bytes | bytearray | memoryview, mask_key: bytes | None = None) -> bytes:

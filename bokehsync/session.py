@@ -702,8 +702,11 @@ class ClientSession:
 
     def _notify_disconnected(self) -> None:
         ''' Called by the connection when it closes for good (idempotent). '''
-        if self._document is not None and self in self._document.callbacks._change_callbacks:
-            self._document.remove_on_change(self)
+        if self._document is not None:
+            try:
+                self._document.remove_on_change(self)
+            except KeyError:
+                pass  # removed already
         if self._callback_group is not None:
             self._callback_group.remove_all_callbacks()
 
