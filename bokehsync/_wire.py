@@ -21,6 +21,7 @@ from bokeh.protocol.message import Message
 
 from . import _frames
 from ._compat import add_buffers
+from ._events import PATCH_BYTES
 from .exceptions import ProtocolViolation
 
 __all__ = (
@@ -60,9 +61,6 @@ def fragments(message: Message[Any]) -> list[str | bytes | memoryview]:
 
 #: Frames up to this size are joined with their neighbours into one write.
 _JOIN_LIMIT = 1 << 18
-
-#: Neighbouring PATCH-DOCs are merged up to about this many bytes.
-MERGE_BYTES = 4 * 1024 * 1024
 
 _EVENTS_HEAD = '{"events":['
 _EVENTS_TAIL = ']}'
@@ -114,7 +112,7 @@ def merge_patches(patches: list[Message[Any]]) -> Message[Any]:
     return merged
 
 
-def merge_runs(messages: list[Message[Any]], limit: int = MERGE_BYTES) -> list[Message[Any]]:
+def merge_runs(messages: list[Message[Any]], limit: int = PATCH_BYTES) -> list[Message[Any]]:
     ''' ``messages`` with each run of neighbouring PATCH-DOCs merged into as
     few as fit ``limit`` bytes each; other messages stay where they are.
     '''

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
 from bokeh.client.util import server_url_for_websocket_url, websocket_url_for_server_url
-from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent
 from bokeh.resources import DEFAULT_SERVER_HTTP_URL, SessionCoordinates
 from bokeh.util.token import generate_session_id
 
 from ._deadline import check_timeout
+from ._events import is_heavy, size_groups
 from ._handshake import DEFAULT_TOKEN_EXPIRATION, HandshakeOptions, to_websocket_url
 from ._reconnect import Reconnect
 from ._wire import Progress
@@ -205,64 +205,6 @@ def show_session(session_id: ID | None = None, url: str = "default", session: Cl
     if controller is None:
         controller = get_browser_controller(browser=browser)
     controller.open(server_url + "?bokeh-session-id=" + quote_plus(session_id), new=NEW_PARAM[new])
-
-
-#: Changes merged into one PATCH-DOC add up to about this many bytes at most.
-PATCH_BYTES = 4 * 1024 * 1024
-
-
-def _event_bytes(event: Any) -> int:
-    ''' A cheap estimate of an event's serialized size. '''
-    size = 256
-    for name in ("data", "new", "patches"):
-        value = getattr(event, name, None)
-        if isinstance(value, dict):
-            for column in value.values():
-                nbytes = getattr(column, "nbytes", None)
-                if nbytes is None:
-                    try:
-                        nbytes = 16 * len(column)
-                    except TypeError:
-                        nbytes = 16
-                size += nbytes
-        elif value is not None:
-            size += getattr(value, "nbytes", 0)
-    return size
-
-
-#: A change estimated above this many bytes is serialized as soon as it happens.
-EAGER_BYTES = 64 * 1024
-
-
-_SCALARS = (int, float, str, bool, type(None))
-
-_COLUMN_EVENTS = (ColumnsStreamedEvent, ColumnsPatchedEvent, ColumnDataChangedEvent)
-
-
-def _is_heavy(event: Any) -> bool:
-    ''' Whether ``event`` holds column data (or is large): serialize it at once.
-    Runs for every change, so the common case (a scalar property) is quick.
-    '''
-    if isinstance(event, _COLUMN_EVENTS):
-        return True
-    if isinstance(getattr(event, "new", None), _SCALARS) and not hasattr(event, "data"):
-        return False
-    return _event_bytes(event) > EAGER_BYTES
-
-
-def _size_groups(events: list[Any]) -> Iterator[list[Any]]:
-    ''' Split ``events``, in order, into runs of about ``PATCH_BYTES`` at most. '''
-    group: list[Any] = []
-    total = 0
-    for event in events:
-        size = _event_bytes(event)
-        if group and total + size > PATCH_BYTES:
-            yield group
-            group, total = [], 0
-        group.append(event)
-        total += size
-    if group:
-        yield group
 
 
 class ClientSession:
@@ -622,7 +564,7 @@ class ClientSession:
         with self._lock:
             if self._batch is not None:
                 self._batch.append(event)
-                if _is_heavy(event):
+                if is_heavy(event):
                     # Serialize now rather than keep the column's versions alive.
                     self._batch_patches.extend(self._serialize_events(self._batch))
                     self._batch = []
@@ -644,7 +586,7 @@ class ClientSession:
             return
         connection = self._connection
         connection._check_process()
-        if any(_is_heavy(event) for event in events):
+        if any(is_heavy(event) for event in events):
             run = connection._take_queued_events() + events
             connection._queue_patches(self._serialize_events(run))
         else:
@@ -659,7 +601,7 @@ class ClientSession:
         from ._wire import PROTOCOL
         messages = []
         with self._lock:
-            for group in _size_groups(events):
+            for group in size_groups(events):
                 messages.append(PROTOCOL.create('PATCH-DOC', group))
         return messages
 

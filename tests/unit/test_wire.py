@@ -58,17 +58,17 @@ def test_violations_are_named(sequence, what):
 
 def test_size_groups_keep_order_and_bound_size():
     ''' Queued events split, in order, into runs of bounded estimated size. '''
-    from bokehsync.session import PATCH_BYTES, _event_bytes, _size_groups
+    from bokehsync._events import PATCH_BYTES, event_bytes, size_groups
 
     class Streamed:
         def __init__(self, k: int, rows: int) -> None:
             self.k = k
             self.data = {"x": np.zeros(rows)}
     events = [Streamed(k, 100_000) for k in range(30)]
-    groups = list(_size_groups(events))
+    groups = list(size_groups(events))
     assert [e.k for g in groups for e in g] == list(range(30))
     assert len(groups) > 1
-    assert all(sum(_event_bytes(e) for e in g) <= PATCH_BYTES or len(g) == 1 for g in groups)
+    assert all(sum(event_bytes(e) for e in g) <= PATCH_BYTES or len(g) == 1 for g in groups)
 
 
 def test_pending_fail_all_fails_later_adds():
