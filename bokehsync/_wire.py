@@ -229,11 +229,6 @@ class Assembler:
             return self._header
         return None
 
-    @property
-    def idle(self) -> bool:
-        ''' Whether no message is partly assembled. '''
-        return not self._texts and self._partial is None
-
     def feed(self, fragment: str | bytes | bytearray) -> Message[Any] | None:
         ''' Consume one websocket message.
 

@@ -660,7 +660,7 @@ class ClientConnection:
         except (OSError, WouldBlockTimeout) as e:
             cause = ConnectionLost(f"sending to the server failed: {e!r}", self._url)
             cause.__cause__ = e
-            self._abort(cause, ErrorReason.NETWORK_ERROR)
+            self._abort(cause)
             raise cause from e
 
     def _track_patch(self, message: Message[Any]) -> None:
@@ -1035,7 +1035,7 @@ class ClientConnection:
             except BokehSyncError as e:
                 last = e
                 log.warning("resynchronising after reconnecting to %s failed: %s", self._url, e)
-                self._abort(e, ErrorReason.NETWORK_ERROR)
+                self._abort(e)
                 reader = self._reader
                 if reader is not None:
                     reader.join(self._timeout)  # its exit sees _reconnecting: no second reconnector
@@ -1092,7 +1092,7 @@ class ClientConnection:
         if reader.is_alive():
             log.error("the reader thread of %s did not stop", self._url)
 
-    def _abort(self, cause: BokehSyncError, reason: ErrorReason) -> None:
+    def _abort(self, cause: BokehSyncError) -> None:
         ''' Give up on a broken connection from a sending thread: the reader
         sees the transport closing and exits with ``cause``.
         '''
