@@ -1,13 +1,27 @@
-''' The opt-in reconnect policy: how many attempts, how far apart. '''
+''' Reconnecting after an unexpected loss (opt-in): the policy, and the thread that follows it. '''
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .exceptions import BokehSyncError, ConnectionLost
 
 __all__ = (
     'Reconnect',
+    'Reconnector',
     'as_policy',
+    'resync',
 )
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+
+    from ._docsync import DocumentSync
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,3 +73,111 @@ def as_policy(value: Reconnect | bool | int | None) -> Reconnect | None:
     if isinstance(value, int):
         return Reconnect(attempts=value)
     raise TypeError(f"reconnect must be None, a bool, an int or a Reconnect, got {value!r}")
+
+
+#: ``attempt() -> error or None``: one try to reconnect and resynchronise.
+Attempt = Callable[[], "BokehSyncError | None"]
+
+
+class Reconnector:
+    ''' The thread ``bokehsync-reconnect-<session>`` that re-establishes a
+    lost connection: attempts with backoff until one succeeds, the policy
+    gives up, or :meth:`stop` is called (``close()``).
+
+    Args:
+        policy (Reconnect) : attempts and delays
+        name (str) : the thread's name
+        url (str) : named in logs and exceptions
+        attempt (callable) : see :data:`Attempt`; runs on the thread
+        finish (callable) : ``finish(error)``, called once on the thread when
+            an attempt succeeded (None) or the policy gave up (the
+            ``ConnectionLost`` to report); not called after :meth:`stop`
+    '''
+
+    def __init__(self, policy: Reconnect, name: str, url: str, attempt: Attempt,
+            finish: Callable[[BokehSyncError | None], None]) -> None:
+        self._policy = policy
+        self._url = url
+        self._attempt = attempt
+        self._finish = finish
+        self._stop = threading.Event()
+        # A daemon, like the reader: waiting between attempts must not keep
+        # the interpreter alive.
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._cause: BaseException | None = None
+
+    def start(self, cause: BaseException) -> None:
+        self._cause = cause
+        self.thread.start()
+
+    def stop(self, timeout: float) -> None:
+        ''' Stop attempting, and wait up to ``timeout`` seconds for the thread
+        (unless called from it).
+        '''
+        self._stop.set()
+        if self.thread is not threading.current_thread() and self.thread.ident is not None:
+            self.thread.join(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _run(self) -> None:
+        policy = self._policy
+        last = self._cause
+        try:
+            for number, delay in enumerate(policy.delays(), 1):
+                if self._stop.wait(delay):
+                    return
+                error = self._attempt()
+                if self._stop.is_set():
+                    return
+                if error is None:
+                    log.info("reconnected to %s (attempt %d)", self._url, number)
+                    self._finish(None)
+                    return
+                last = error
+                log.info("reconnect attempt %d/%d to %s failed: %s", number, policy.attempts, self._url, error)
+            gave_up = ConnectionLost(f"gave up reconnecting after {policy.attempts} attempts: {last}", self._url)
+            gave_up.__cause__ = last
+            log.error("%s", gave_up)
+            self._finish(gave_up)
+        except BaseException as e:
+            log.exception("the reconnect thread of %s failed", self._url)
+            failed = ConnectionLost(f"the reconnect thread failed: {e!r}", self._url)
+            failed.__cause__ = e
+            self._finish(failed)
+
+
+def resync(sync: DocumentSync, *, push: Callable[[Document], object], pull: Callable[[Document], object],
+        url: str) -> None:
+    ''' Bring the server and the session's document together after a reconnect.
+
+    A pushed session pushes its document again: its state wins, changes made
+    while disconnected included. A pulled session pulls again: the server's
+    state wins, as in BokehJS; changes made while disconnected are lost, and
+    the next ``flush()`` raises ``ConnectionLost`` saying how many.
+
+    Args:
+        sync (DocumentSync) : the session's document side
+        push, pull (callable) : ``push(document)`` / ``pull(document)``, blocking
+        url (str) : named in the exception
+
+    Raises:
+        BokehSyncError: the push or pull failed
+    '''
+    doc = sync.document
+    if doc is None:
+        return
+    if sync.mode == "push":
+        push(doc)
+        sync.outbox.take_offline_changes()
+        sync.outbox.forget_lost()
+        return
+    pull(doc)
+    lost = sync.outbox.take_offline_changes()
+    if lost:
+        error = ConnectionLost(f"{lost} document change(s) made while disconnected were not sent: the session "
+                               "was pulled again and the server's state won", url)
+        log.error("%s", error)
+        sync.outbox.add_error(error)

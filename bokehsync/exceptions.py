@@ -63,6 +63,17 @@ class BokehSyncError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, self.url, self._context))
 
+    def rephrased(self, message: str) -> BokehSyncError:
+        ''' A new exception of the same class, URL and context, saying ``message``.
+
+        Args:
+            message (str) : what went wrong, in words
+
+        Returns:
+            BokehSyncError : of ``type(self)``
+        '''
+        return _rebuild(type(self), message, self.url, self._context)
+
 
 def _rebuild(cls: type[BokehSyncError], message: str, url: str | None,
         context: dict[str, Any]) -> BokehSyncError:

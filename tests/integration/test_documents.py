@@ -25,8 +25,9 @@ def _doc_with_arrays(n: int = 1000) -> Document:
 def _count_patches(session: ClientSession) -> list[object]:
     ''' Record every PATCH-DOC the session writes. '''
     sent: list[object] = []
-    original = session._connection._track_patch
-    session._connection._track_patch = lambda message: (sent.append(message), original(message))
+    outbox = session._sync.outbox
+    original = outbox.track
+    outbox.track = lambda future: (sent.append(future), original(future))  # type: ignore[method-assign]
     return sent
 
 

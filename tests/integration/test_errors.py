@@ -96,9 +96,9 @@ def test_bokeh_protocol_error_close_keeps_code_and_reason(server):
     ''' Bokeh closes with 10001 on a bad message; the code and reason survive (websocket-client loses them). '''
     session = pull_session(url=server.url("/empty"))
     try:
-        transport = session._connection._transport
+        transport = session._connection._sender.transport
         from bokehsync import _frames
-        with session._connection.send_lock:
+        with session._connection._sender.send_lock:
             transport.send([_frames.encode_frame(_frames.OP_TEXT, b"this is not json")])
         with pytest.raises(ConnectionLost) as info:
             session.force_roundtrip(timeout=LONG)

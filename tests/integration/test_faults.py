@@ -155,7 +155,7 @@ def test_stalled_link_times_out_then_keepalive_notices(server):
 def test_keepalive_keeps_a_healthy_idle_connection(server):
     ''' Pings on an idle but healthy connection are answered; it stays connected. '''
     with pull_session(url=server.url("/empty"), ping_interval=0.05, ping_timeout=2.0) as session:
-        transport = session._connection._transport
+        transport = session._connection._sender.transport
         sent = []
         original = transport.send
         transport.send = lambda chunks, deadline=None: (sent.append(1), original(chunks, deadline))[1]

@@ -26,7 +26,7 @@ def test_32_threads_200_requests_each_on_one_connection(server):
             matched = 0
             for _ in range(200):
                 request = PROTOCOL.create("SERVER-INFO-REQ")
-                reply = connection._request(request, timeout=LONG)
+                reply = connection._requests.request(request, timeout=LONG)
                 matched += reply.header["reqid"] == request.header["msgid"] and "version_info" in reply.content
             return matched
         with ThreadPoolExecutor(32) as pool:

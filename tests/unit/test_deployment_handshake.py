@@ -29,8 +29,8 @@ def test_a_fresh_token_for_every_connect(monkeypatch):
     original = hs.generate_jwt_token
     monkeypatch.setattr(hs, "generate_jwt_token", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
     session = ClientSession(websocket_url=URL, extra_payload={"user": "alice"})
-    first = session._handshake_options()["subprotocols"]
-    second = session._handshake_options()["subprotocols"]
+    first = session._handshake.connect_kwargs(session.token)["subprotocols"]
+    second = session._handshake.connect_kwargs(session.token)["subprotocols"]
     assert len(made) == 2 and first[0] == second[0] == "bokeh"
     assert get_token_payload(second[1])["user"] == "alice" and get_session_id(second[1]) == session.id
 

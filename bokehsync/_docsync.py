@@ -1,0 +1,201 @@
+''' The session's side of the document: its lock, its change hooks, and
+applying the server's changes to it.
+
+bokeh's ``Document`` has no lock of its own. Each session has one, the
+re-entrant ``session.lock`` (:attr:`DocumentSync.lock`):
+
+* the reader thread holds it while it applies a server change or a pulled
+  document (:meth:`DocumentSync.apply_patch`, :meth:`DocumentSync.apply_pull`);
+* document session callbacks (periodic, timeout, next-tick) run holding it,
+  on the io_loop shim (``_loop``, ``_callbacks``);
+* queueing a local change, and serializing queued changes for the server,
+  hold it, so changes reach the server in the order they were made;
+* user code holds it to make several changes atomic with respect to server
+  updates.
+
+Local changes come in through bokeh's ``on_change_dispatch_to`` hook, in the
+thread that made them (:meth:`DocumentSync.on_change`), and go to the
+session's :class:`~bokehsync._outbox.Outbox`. Server changes are applied with
+the session as ``setter``, as bokeh.client does, so they are not sent back.
+'''
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._events import is_heavy, size_groups
+from ._outbox import Outbox
+from ._wire import PROTOCOL
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+    from bokeh.document.events import DocumentPatchedEvent
+    from bokeh.protocol.message import Message
+
+    from ._callbacks import SessionCallbacks
+    from ._loop import LoopThread
+
+__all__ = (
+    'DocumentSync',
+)
+
+log = logging.getLogger(__name__)
+
+
+class DocumentSync:
+    ''' One session's document, kept in step with the server's.
+
+    Args:
+        setter (object) : the ``setter`` of server changes applied here (the
+            ``ClientSession``), by which the change hooks know not to send them back
+        loop (LoopThread) : the io_loop shim that runs document session callbacks
+        url (str, optional) : named in exceptions and logs
+    '''
+
+    def __init__(self, setter: object, loop: LoopThread, url: str | None = None) -> None:
+        self._setter = setter
+        self.loop = loop
+        self._url = url
+        self.lock = threading.RLock()
+        self.document: Document | None = None
+        #: How the session got its document: ``"pull"`` (the server's state
+        #: wins a resync) or ``"push"`` (ours wins); None before either.
+        self.mode: Literal["pull", "push"] | None = None
+        self.outbox = Outbox(self.serialize, url)
+        self._applying = threading.local()
+        self._callbacks: SessionCallbacks | None = None
+        self._batch: list[Any] | None = None
+        self._batch_patches: list[Message[Any]] = []
+
+    def holds_lock(self) -> bool:
+        ''' Whether the calling thread holds :attr:`lock`. '''
+        # RLock._is_owned is CPython's (C and Python RLocks alike), used by
+        # threading.Condition itself.
+        return self.lock._is_owned()  # type: ignore[attr-defined, no-any-return]
+
+    # Binding a document ------------------------------------------------------
+
+    def attach(self, document: Document) -> None:
+        ''' Listen to ``document``'s changes and run its session callbacks.
+        Any thread; the caller holds :attr:`lock`.
+        '''
+        self.document = document
+        document.callbacks.on_change_dispatch_to(self._setter)
+        if document.session_callbacks:
+            self.callbacks.add_session_callbacks(document.session_callbacks)
+
+    def detach(self) -> None:
+        ''' Stop listening and stop the session callbacks (the connection is
+        closed for good). Idempotent.
+        '''
+        if self.document is not None:
+            try:
+                self.document.remove_on_change(self._setter)
+            except KeyError:
+                pass  # removed already
+        if self._callbacks is not None:
+            self._callbacks.remove_all_callbacks()
+
+    @property
+    def callbacks(self) -> SessionCallbacks:
+        ''' The runner of document session callbacks, created on first use. '''
+        if self._callbacks is None:
+            from ._callbacks import SessionCallbacks
+            self._callbacks = SessionCallbacks(self.loop, self.lock)
+        return self._callbacks
+
+    # Local changes (the thread that made them) -------------------------------
+
+    def on_change(self, event: DocumentPatchedEvent) -> None:
+        ''' A change of the document: queue it for the server, and send it
+        unless it waits for an acknowledgement or a batch. Runs in the thread
+        that made it.
+        '''
+        if event.setter is self._setter or getattr(self._applying, "active", False):
+            return
+        with self.lock:
+            if self._batch is not None:
+                self._batch.append(event)
+                if is_heavy(event):
+                    # Serialize now rather than keep the column's versions alive.
+                    self._batch_patches.extend(self.serialize(self._batch))
+                    self._batch = []
+                return
+            self._queue([event])
+        self.outbox.wake()
+
+    def _queue(self, events: list[Any]) -> None:
+        ''' Queue change events, in order (holding :attr:`lock`).
+
+        Light events are queued as they are and serialized when sent, so a
+        burst costs one serialization. Column events (and any large change)
+        are serialized now, together with the light ones queued before them:
+        such an event keeps the column's old and new values alive until it
+        is serialized, which for numpy columns is a full copy per event.
+        '''
+        if any(is_heavy(event) for event in events):
+            run = self.outbox.take_events() + events
+            self.outbox.add_patches(self.serialize(run))
+        else:
+            self.outbox.add_events(events)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        ''' Queue the changes made inside the block together, when the
+        outermost block ends, holding :attr:`lock` for the whole block.
+        '''
+        with self.lock:
+            outer = self._batch is None
+            if outer:
+                self._batch = []
+                self._batch_patches = []
+            try:
+                yield
+            finally:
+                if outer:
+                    events, self._batch = self._batch or [], None
+                    patches = self._batch_patches + (self.serialize(events) if events else [])
+                    self._batch_patches = []
+                    if patches:
+                        # Queued together, they go out merged into one PATCH-DOC
+                        # (or a few, if they add up to more than a few MiB).
+                        self.outbox.add_patches(patches)
+        if outer:
+            self.outbox.wake()
+
+    def serialize(self, events: list[Any]) -> list[Message[Any]]:
+        ''' PATCH-DOCs for change events, oldest first, each of a bounded size.
+        Holds :attr:`lock`, so the document does not change meanwhile.
+        '''
+        with self.lock:
+            return [PROTOCOL.create('PATCH-DOC', group) for group in size_groups(events)]
+
+    # Server changes (the reader thread) --------------------------------------
+
+    def apply_patch(self, message: Message[Any]) -> None:
+        ''' Apply a server PATCH-DOC to the document. '''
+        doc = self.document
+        if doc is None:
+            log.debug("dropping a server patch: no document yet")
+            return
+        with self.lock:
+            try:
+                message.apply_to_document(doc, self._setter)
+            except Exception:
+                log.exception("applying a server change to the document of %s failed", self._url)
+
+    def apply_pull(self, reply: Message[Any], document: Document) -> None:
+        ''' Apply a PULL-DOC-REPLY to ``document``, in order with server
+        patches, and bind it if the session has no document yet.
+        '''
+        with self.lock:
+            self._applying.active = True
+            try:
+                reply.push_to_document(document)
+            finally:
+                self._applying.active = False
+            if self.document is None:
+                self.attach(document)

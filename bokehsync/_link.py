@@ -1,0 +1,329 @@
+''' The lifecycle of a connection's websocket: connecting, the reader
+thread, losing it, reconnecting, closing, forking.
+
+States, named as in ``bokeh.client.states``::
+
+    NOT_YET_CONNECTED --connect()--> CONNECTED_BEFORE_ACK --ACK--> CONNECTED_AFTER_ACK
+          ^                                  |                              |
+          |                           refused/failed               lost, or close()
+          |                                  v                              v
+          +------ reconnect attempt ---- DISCONNECTED <---------------------+
+
+A :class:`Link` lives as long as its ``ClientConnection``; each successful
+connect gives it a new transport, pending table and reader thread. It tells
+the session's outbox when changes can be sent (``online``) and when not
+(``offline``), and the session's hooks when the link is lost or restored.
+
+``state_mutex`` guards the state, the error, and the closing and
+reconnecting flags; it is taken after ``session.lock`` and before the
+outbox's and pending table's mutexes.
+'''
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from bokeh.util.strings import format_url_query_arguments
+
+from . import _frames
+from ._connect import open_session
+from ._deadline import Deadline
+from ._docsync import DocumentSync
+from ._hooks import Hooks
+from ._keepalive import Keepalive
+from ._pending import Pending
+from ._reader import Reader
+from ._reconnect import Reconnect, Reconnector
+from ._sender import CLOSE_HANDSHAKE_TIMEOUT, Sender
+from ._transport import Transport
+from .exceptions import BokehSyncError, ConnectionFailed, ConnectionLost, ConnectionRejected, WrongProcess
+from .states import CONNECTED_AFTER_ACK, CONNECTED_BEFORE_ACK, DISCONNECTED, NOT_YET_CONNECTED, ErrorReason, State
+
+__all__ = (
+    'Link',
+)
+
+log = logging.getLogger(__name__)
+
+
+class Link:
+    ''' The websocket of one connection, through its whole life.
+
+    Args:
+        url (str) : the websocket URL
+        arguments (dict, optional) : HTTP request arguments for the app
+        name (str) : the suffix of thread names (the session id's start)
+        options (callable) : ``options()``, websocket-client's connect keyword
+            arguments with a fresh token (see ``HandshakeOptions``)
+        max_message_size (int) : the largest message accepted, in bytes
+        timeout (float) : seconds for joins and background sends
+        keepalive (tuple) : ``(ping_interval or None, ping_timeout)``, seconds
+        policy (Reconnect, optional) : reconnect after a loss, or not
+        resync (callable) : ``resync()``, run after a reconnect (on the
+            reconnect thread); raises BokehSyncError if it fails
+        sync (DocumentSync) : the session's document side
+        sender (Sender) : writes the session's outbox
+        hooks (Hooks) : the session's disconnect/reconnect callbacks
+    '''
+
+    def __init__(self, url: str, arguments: dict[str, str] | None, *, name: str,
+            options: Callable[[], dict[str, Any]], max_message_size: int, timeout: float,
+            keepalive: tuple[float | None, float], policy: Reconnect | None, resync: Callable[[], None],
+            sync: DocumentSync, sender: Sender, hooks: Hooks) -> None:
+        self.url = url
+        self._arguments = arguments
+        self._name = name
+        self._options = options
+        self._max_message_size = max_message_size
+        self._timeout = timeout
+        self._keepalive = keepalive
+        self._policy = policy
+        self._resync = resync
+        self._sync = sync
+        self._sender = sender
+        self._hooks = hooks
+        #: The process that made the link; its socket is not usable in any other.
+        self.pid = os.getpid()
+        self.reset()
+
+    def reset(self) -> None:
+        ''' Not yet connected, with fresh locks (also in a forked child). '''
+        self.state_mutex = threading.Lock()
+        self.state: State = NOT_YET_CONNECTED()
+        self.closed = threading.Event()
+        self.pending = Pending()
+        self.error: BokehSyncError | None = None
+        self.closing = False
+        self.reconnecting = False
+        self._transport: Transport | None = None
+        self._reader: Reader | None = None
+        self._reconnector: Reconnector | None = None
+
+    @property
+    def reader_thread(self) -> threading.Thread | None:
+        reader = self._reader
+        return reader.thread if reader is not None else None
+
+    def check_process(self) -> None:
+        ''' Raise WrongProcess in a forked child. '''
+        if os.getpid() != self.pid:
+            raise WrongProcess(f"this connection was opened in process {self.pid} and cannot be used in "
+                               f"process {os.getpid()} (after fork): create a new session in the child", self.url)
+
+    # Connecting --------------------------------------------------------------
+
+    def connect(self, deadline: Deadline) -> None:
+        ''' From NOT_YET_CONNECTED: open, or end DISCONNECTED with :attr:`error`
+        set. Other states: nothing. Raises only what is not a BokehSyncError
+        (e.g. KeyboardInterrupt), after recording it.
+        '''
+        with self.state_mutex:
+            if not isinstance(self.state, NOT_YET_CONNECTED):
+                return
+            self.state = CONNECTED_BEFORE_ACK()
+        try:
+            self._open(deadline)
+        except BokehSyncError as e:
+            self._fail_connect(e)
+        except BaseException as e:
+            self._fail_connect(ConnectionFailed(f"failed to connect: {e!r}", self.url))
+            raise
+
+    def _open(self, deadline: Deadline) -> None:
+        url = format_url_query_arguments(self.url, self._arguments)
+        opened = open_session(url, self._options(), self._max_message_size, deadline)
+        pending = self.pending
+        reader = Reader(opened, pending, url=self.url, name=f"bokehsync-reader-{self._name}",
+                        keepalive=Keepalive(*self._keepalive), on_patch=self._sync.apply_patch,
+                        send_control=self._sender.send_control, closing=lambda: self.closing,
+                        on_exit=self._reader_exit)
+        with self.state_mutex:
+            if self.closing:
+                opened.transport.close()
+                raise ConnectionLost("closed while connecting", self.url)
+            self._transport = opened.transport
+            self._reader = reader
+            self._sender.attach(opened.transport, pending)
+            self.state = CONNECTED_AFTER_ACK()
+            self._sync.outbox.online()
+        reader.start()
+        log.debug("connected to %s", self.url)
+
+    def _fail_connect(self, error: BokehSyncError) -> None:
+        if isinstance(error, ConnectionFailed) and getattr(error, "status", None) is not None:
+            state = DISCONNECTED(ErrorReason.HTTP_ERROR, error.status, error.message)
+        elif isinstance(error, ConnectionRejected):
+            state = DISCONNECTED(ErrorReason.HTTP_ERROR, error.close_code, error.message)
+        else:
+            state = DISCONNECTED(ErrorReason.NETWORK_ERROR, None, error.message)
+        log.info("connecting to %s failed: %s", self.url, error)
+        with self.state_mutex:
+            self.error = error
+            self.state = state
+        self.pending.fail_all(error)
+        reconnector = self._reconnector
+        if reconnector is None or threading.current_thread() is not reconnector.thread:
+            self.finish()
+
+    # Losing it ---------------------------------------------------------------
+
+    def _reader_exit(self, cause: BokehSyncError | None, reason: ErrorReason, code: int | None) -> None:
+        ''' Last acts of the reader thread: state, futures, socket, hooks, reconnect. '''
+        if cause is None and reason is not ErrorReason.NO_ERROR:
+            cause = ConnectionLost("the connection closed", self.url)
+        detail = cause.message if cause is not None else ""
+        with self.state_mutex:
+            if cause is not None and self.error is None:
+                self.error = cause
+            # Decided together with the state change, so a change made the
+            # moment ``connected`` turns False already counts as offline.
+            reconnect = cause is not None and self._policy is not None and not self.closing
+            start_reconnector = reconnect and not self.reconnecting
+            self.reconnecting = reconnect
+            self.state = DISCONNECTED(reason, code, detail)
+            self._sync.outbox.offline(reconnecting=reconnect)
+        self.pending.fail_all(cause or ConnectionLost("the connection was closed", self.url))
+        if self._transport is not None:
+            self._transport.close()
+        if cause is not None:
+            log.warning("connection to %s lost: %s", self.url, detail)
+            self._hooks.run("disconnect", cause)
+        if start_reconnector:
+            assert self._policy is not None
+            reconnector = Reconnector(self._policy, f"bokehsync-reconnect-{self._name}", self.url,
+                                      self._attempt, self._reconnected)
+            with self.state_mutex:
+                self._reconnector = reconnector
+            reconnector.start(cause or ConnectionLost("lost", self.url))
+        elif not reconnect:
+            self.finish()
+
+    def abort(self, cause: BokehSyncError) -> None:
+        ''' Give up on a broken connection from a sending thread: the reader
+        sees the transport closing and exits with ``cause``.
+        '''
+        with self.state_mutex:
+            if self.error is None:
+                self.error = cause
+        self.pending.fail_all(cause)
+        if self._transport is not None:
+            self._transport.mark_closing()
+
+    def finish(self) -> None:
+        ''' Closed for good: wake waiters, detach the document. Idempotent. '''
+        self.closed.set()
+        try:
+            self._sync.detach()
+        except Exception:
+            log.exception("detaching the document of %s failed", self.url)
+
+    # Reconnecting (the reconnect thread) -------------------------------------
+
+    def _attempt(self) -> BokehSyncError | None:
+        with self.state_mutex:
+            if self.closing:
+                return ConnectionLost("closed while reconnecting", self.url)
+            self.state = NOT_YET_CONNECTED()
+            self.pending = Pending()
+            self._transport = None
+            self._reader = None
+            self.error = None
+        self.connect(Deadline(self._timeout))
+        if not isinstance(self.state, CONNECTED_AFTER_ACK):
+            return self.error or ConnectionLost("reconnecting failed", self.url)
+        try:
+            self._resync()
+        except BokehSyncError as e:
+            log.warning("resynchronising after reconnecting to %s failed: %s", self.url, e)
+            self.abort(e)
+            reader = self._reader
+            if reader is not None:
+                reader.thread.join(self._timeout)  # its exit sees ``reconnecting``: no second reconnector
+            return e
+        with self.state_mutex:
+            self.reconnecting = False
+        return None
+
+    def _reconnected(self, error: BokehSyncError | None) -> None:
+        if error is None:
+            self._hooks.run("reconnect")
+            return
+        with self.state_mutex:
+            self.error = error
+            self.state = DISCONNECTED(ErrorReason.NETWORK_ERROR, None, error.message)
+            self.reconnecting = False
+            self._sync.outbox.offline(reconnecting=False)
+        self._hooks.run("disconnect", error)
+        self.finish()
+
+    # Closing -----------------------------------------------------------------
+
+    def begin_close(self) -> bool:
+        ''' Mark the link closing and stop reconnecting.
+
+        Returns:
+            bool : whether it was open (the caller flushes and says goodbye)
+        '''
+        with self.state_mutex:
+            state = self.state
+            if isinstance(state, NOT_YET_CONNECTED):
+                self.state = DISCONNECTED()
+                self.closed.set()
+            was_open = not self.closing and not isinstance(state, (NOT_YET_CONNECTED, DISCONNECTED))
+            self.closing = True
+            reconnector = self._reconnector
+        if reconnector is not None:
+            reconnector.stop(self._timeout)
+        self.reconnecting = False
+        return was_open
+
+    def close_handshake(self, why: str) -> None:
+        ''' Send our close frame and give the server a moment to answer. '''
+        self._sender.send_control(_frames.OP_CLOSE, _frames.close_payload(1000, why))
+        reader = self.reader_thread
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(CLOSE_HANDSHAKE_TIMEOUT)
+
+    def join_reader(self) -> None:
+        ''' Stop the reader thread (unless it is the caller) and wait for it. '''
+        reader = self.reader_thread
+        if reader is None:
+            with self.state_mutex:
+                if not isinstance(self.state, DISCONNECTED):
+                    self.state = DISCONNECTED()
+            self.closed.set()
+            return
+        if reader is threading.current_thread():
+            return
+        if reader.is_alive() and self._transport is not None:
+            self._transport.mark_closing()
+        reader.join(self._timeout)
+        if reader.is_alive():
+            log.error("the reader thread of %s did not stop", self.url)
+
+    def close_if_never_opened(self) -> bool:
+        ''' From NOT_YET_CONNECTED, end DISCONNECTED at once.
+
+        Returns:
+            bool : whether it did
+        '''
+        with self.state_mutex:
+            if not isinstance(self.state, NOT_YET_CONNECTED):
+                return False
+            self.state = DISCONNECTED()
+            self.closed.set()
+        return True
+
+    # Forking -----------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        ''' In a forked child: drop the parent's socket and threads untouched. '''
+        transport = self._transport
+        self.reset()
+        if transport is not None:
+            transport.forget()
+        self.state = DISCONNECTED(ErrorReason.NO_ERROR, None, "inherited across fork")
+        self.closed.set()
