@@ -25,7 +25,6 @@ from . import _compat  # noqa: F401  (first: refuses an unsupported bokeh with a
 import bokeh.document  # noqa: F401
 
 # isort: split
-from ._open import pull_session, push_session, show_session
 from ._reconnect import Reconnect
 from .connection import DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import (
@@ -38,7 +37,7 @@ from .exceptions import (
     ServerError,
     WrongProcess,
 )
-from .session import DEFAULT_SESSION_ID, ClientSession
+from .session import DEFAULT_SESSION_ID, ClientSession, pull_session, push_session, show_session
 from .states import ErrorReason
 
 __version__ = "0.1.0"

@@ -73,13 +73,14 @@ def open_session(url: str, options: dict[str, Any], max_message_size: int, deadl
     ws = websocket.WebSocket(skip_utf8_validation=True, sslopt=options.pop("sslopt", None))
     try:
         with private_cookies():
-            ws.connect(url, timeout=deadline.remaining(), **options)
+            ws.connect(url, timeout=deadline.remaining(), **options)  # type: ignore[no-untyped-call]
     except Exception as e:
         error = _upgrade_error(e, url, options, deadline)
         if error is None:
             raise
         raise error from e
     sock = ws.sock
+    assert sock is not None  # connect() returned: the socket is open
     ws.sock = None  # the socket is ours now; websocket-client must not touch it again
     transport = Transport(sock)
     parser = _frames.FrameParser(max_message_size, url)

@@ -183,7 +183,7 @@ class DocumentSync:
             return
         with self.lock:
             try:
-                message.apply_to_document(doc, self._setter)
+                message.apply_to_document(doc, self._setter)  # type: ignore[attr-defined]  # a PATCH-DOC
             except Exception:
                 log.exception("applying a server change to the document of %s failed", self._url)
 
@@ -194,7 +194,7 @@ class DocumentSync:
         with self.lock:
             self._applying.active = True
             try:
-                reply.push_to_document(document)
+                reply.push_to_document(document)  # type: ignore[attr-defined]  # a PULL-DOC-REPLY
             finally:
                 self._applying.active = False
             if self.document is None:

@@ -96,7 +96,7 @@ def _frame_header(opcode: int, length: int, mask_key: bytes, fin: bool = True) -
     return struct.pack("!BBQ", first, 0x80 | 127, length) + mask_key
 
 
-def _mask_small(data: bytes | memoryview, key: bytes) -> bytes:
+def _mask_small(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     n = len(data)
     if n == 0:
         return b""

@@ -29,7 +29,7 @@ import os
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from bokeh.util.token import (
@@ -64,6 +64,9 @@ _MATCHES_NO_HOST = "bokehsync.invalid."
 #: How to tell websocket-client "no proxy" so that it does not read
 #: ``HTTP(S)_PROXY`` itself: it keeps ``http_no_proxy`` only along with a
 #: proxy host, and a ``no_proxy`` of ``*`` then bypasses that host.
+#: A proxy's host, port and optional (user, password).
+_Proxy = tuple[str, int, "tuple[str, str] | None"]
+
 _DIRECT = {"http_proxy_host": "direct.bokehsync.invalid", "http_proxy_port": 1, "http_no_proxy": ["*"],
            "proxy_type": "http"}
 
@@ -231,7 +234,7 @@ class HandshakeOptions:
         proxy = self._proxy
         if proxy is None:
             # urllib.request costs ~10 ms to import: only when it is needed.
-            from urllib.request import getproxies_environment, proxy_bypass_environment
+            from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
             env = getproxies_environment()
             value = env.get("https" if parts.scheme == "wss" else "http")
             bypass = host and proxy_bypass_environment(host if parts.port is None else f"{host}:{parts.port}")
@@ -287,9 +290,9 @@ def _sslopt(url: str, verify: bool | str, ssl_context: ssl.SSLContext | None) ->
     raise TypeError(f"verify must be True, False or a CA bundle path, not {verify!r} ({url})")
 
 
-def _proxy_option(url: str, proxy: str | bool | None) -> tuple[str, int, tuple[str, str] | None] | bool | None:
+def _proxy_option(url: str, proxy: str | bool | None) -> _Proxy | Literal[False] | None:
     if proxy is None or proxy is False:
-        return proxy
+        return None if proxy is None else False
     if proxy is True or not isinstance(proxy, str):
         raise TypeError(f"proxy must be a URL such as 'http://host:3128', False or None, not {proxy!r} ({url})")
     if not proxy:
@@ -297,7 +300,7 @@ def _proxy_option(url: str, proxy: str | bool | None) -> tuple[str, int, tuple[s
     return _parse_proxy(url, proxy)
 
 
-def _parse_proxy(url: str, proxy: str) -> tuple[str, int, tuple[str, str] | None]:
+def _parse_proxy(url: str, proxy: str) -> _Proxy:
     parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"proxy {_redact(proxy)!r} is not an http://host:port URL (for {url}): only HTTP "
@@ -362,7 +365,7 @@ def _jar() -> _ThreadAwareJar | None:
             return None
         if not isinstance(jar, _ThreadAwareJar):
             jar = _ThreadAwareJar(jar)
-            ws_handshake.CookieJar = jar
+            ws_handshake.CookieJar = jar  # type: ignore[assignment]  # a stand-in with its interface
         return jar
 
 

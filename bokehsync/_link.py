@@ -153,7 +153,7 @@ class Link:
         log.debug("connected to %s", self.url)
 
     def _fail_connect(self, error: BokehSyncError) -> None:
-        if isinstance(error, ConnectionFailed) and getattr(error, "status", None) is not None:
+        if isinstance(error, ConnectionFailed) and error.status is not None:
             state = DISCONNECTED(ErrorReason.HTTP_ERROR, error.status, error.message)
         elif isinstance(error, ConnectionRejected):
             state = DISCONNECTED(ErrorReason.HTTP_ERROR, error.close_code, error.message)

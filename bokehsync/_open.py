@@ -1,34 +1,30 @@
-''' Opening sessions: ``pull_session``, ``push_session`` and ``show_session``,
-with the signatures of bokeh.client's (re-exported by ``bokehsync.session``,
-as bokeh.client.session has them).
+''' Opening sessions: ``pull_session`` and ``push_session``, with the
+signatures of bokeh.client's (exported by ``bokehsync`` and ``bokehsync.session``).
 '''
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
 
-from bokeh.client.util import server_url_for_websocket_url, websocket_url_for_server_url
+from bokeh.client.util import websocket_url_for_server_url
 from bokeh.resources import SessionCoordinates
 
+from ._client import ClientSession
 from ._handshake import DEFAULT_TOKEN_EXPIRATION
 from ._params import shared_args
 from ._reconnect import Reconnect
 from ._wire import Progress
 from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT
-from .session import ClientSession
 
 if TYPE_CHECKING:
     from bokeh.core.types import ID
     from bokeh.document import Document
-    from bokeh.util.browser import BrowserLike, BrowserTarget
     from tornado.ioloop import IOLoop
 
 __all__ = (
     'pull_session',
     'push_session',
-    'show_session',
 )
 
 
@@ -153,33 +149,3 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         session.close(flush=False)
         raise
     return session
-
-
-def show_session(session_id: ID | None = None, url: str = "default", session: ClientSession | None = None,
-        browser: str | None = None, new: BrowserTarget = "tab", controller: BrowserLike | None = None) -> None:
-    ''' Open a browser displaying a session document.
-
-    Args:
-        session_id (str, optional) : the session; None for a new random one
-            (default: None)
-        url (str, optional) : URL of a Bokeh application, or ``"default"``
-            (default: "default")
-        session (ClientSession, optional) : take the session id and server URL
-            from it instead (default: None)
-        browser (str, optional) : which browser (see :mod:`webbrowser`;
-            default: None, the system's)
-        new (str, optional) : ``"tab"`` or ``"window"`` (default: "tab")
-        controller (optional) : a ``webbrowser`` controller to use instead
-            (default: None)
-    '''
-    from bokeh.util.browser import NEW_PARAM, get_browser_controller
-    if session is not None:
-        server_url = server_url_for_websocket_url(session.url)
-        session_id = session.id
-    else:
-        coords = SessionCoordinates(session_id=session_id, url=url)
-        server_url = coords.url
-        session_id = coords.session_id
-    if controller is None:
-        controller = get_browser_controller(browser=browser)
-    controller.open(server_url + "?bokeh-session-id=" + quote_plus(session_id), new=NEW_PARAM[new])

@@ -116,7 +116,7 @@ class Outbox:
         '''
         with self.outbox_mutex:
             if self._queue and isinstance(self._queue[-1], _Events):
-                return list(self._queue.pop())
+                return list(self._queue.pop())  # type: ignore[arg-type]  # an _Events, checked above
         return []
 
     def add_patches(self, messages: list[Message[Any]]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from bokeh.protocol import Protocol
 from bokeh.protocol.exceptions import MessageError, ProtocolError, ValidationError
@@ -224,7 +224,7 @@ class Assembler:
     def partial_header(self) -> dict[str, Any] | None:
         ''' The header of the message being assembled, if one is. '''
         if self._partial is not None:
-            return self._partial.header
+            return dict(self._partial.header)
         if self._texts:
             return self._header
         return None
@@ -251,7 +251,7 @@ class Assembler:
         if isinstance(fragment, str):
             raise self._violation("expected a binary buffer payload, got a text message")
         try:
-            self._partial.assemble_buffer({"id": self._buffer_id}, fragment)
+            self._partial.assemble_buffer({"id": self._buffer_id}, cast(bytes, fragment))  # no copy
         except ProtocolError as e:
             raise self._violation(str(e)) from e
         self._buffer_id = None

@@ -86,6 +86,9 @@ class ConnectionFailed(BokehSyncError, OSError):
     for a refused Origin), or a timeout while connecting.
     '''
 
+    #: The HTTP status of the handshake's answer, if it was an error.
+    status: int | None = None
+
 
 class ConnectionRejected(ConnectionFailed):
     ''' The server accepted the websocket upgrade and then closed before its
@@ -94,11 +97,21 @@ class ConnectionRejected(ConnectionFailed):
     server sent, if anything.
     '''
 
+    #: The websocket close code the server sent, if any.
+    close_code: int | None = None
+    #: The close reason the server sent ("" if none).
+    close_reason: str = ""
+
 
 class ConnectionLost(BokehSyncError, RuntimeError):
     ''' The connection died (or was closed) while a call needed it. The cause
     is chained as ``__cause__`` where there is one.
     '''
+
+    #: The websocket close code the server sent, if it closed the connection.
+    close_code: int | None = None
+    #: The close reason the server sent ("" if none).
+    close_reason: str = ""
 
 
 class ServerError(BokehSyncError, RuntimeError):
@@ -106,6 +119,13 @@ class ServerError(BokehSyncError, RuntimeError):
     ERROR message. ``text`` and ``traceback`` hold what the server sent;
     ``reqid`` the id of the request it answered.
     '''
+
+    #: The error text the server sent.
+    text: str = ""
+    #: The server-side traceback it sent, if any.
+    traceback: str | None = None
+    #: The msgid of the request (or PATCH-DOC) it answered.
+    reqid: str | None = None
 
 
 class ProtocolViolation(BokehSyncError, RuntimeError):
@@ -119,6 +139,11 @@ class ReplyTimeout(BokehSyncError, TimeoutError):
     request that went unanswered (``None`` for a connect), ``timeout`` the
     limit in seconds.
     '''
+
+    #: The msgid of the request that went unanswered (None for a connect or a flush).
+    msgid: str | None = None
+    #: The limit that passed, in seconds.
+    timeout: float | None = None
 
 
 class WrongProcess(BokehSyncError, RuntimeError):
