@@ -1,0 +1,164 @@
+''' The outbox, without sockets: fed changes, requests and replies, asked what to write. '''
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+from bokeh.document import Document
+from bokeh.models import Range1d
+
+from bokehsync._events import PATCH_BYTES
+from bokehsync._outbox import PATCH_WINDOW, Outbox
+from bokehsync._wire import PROTOCOL
+from bokehsync.exceptions import ConnectionLost, ServerError
+
+
+class Recorder:
+    ''' Receives a document's change events, as a session does. '''
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def _document_patched(self, event: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def doc() -> tuple[Document, Range1d, Recorder]:
+    document = Document()
+    r = Range1d(start=0, end=1)
+    document.add_root(r)
+    recorder = Recorder()
+    document.callbacks.on_change_dispatch_to(recorder)
+    return document, r, recorder
+
+
+def serialize(events: list[Any]) -> list[Any]:
+    return [PROTOCOL.create("PATCH-DOC", events)]
+
+
+def starts(messages: list[Any]) -> list[Any]:
+    ''' The Range1d.start values a list of messages sets, in order; requests by msgtype. '''
+    out: list[Any] = []
+    for m in messages:
+        if m.msgtype != "PATCH-DOC":
+            out.append(m.msgtype)
+            continue
+        out.extend(e["new"] for e in json.loads(m.content_json)["events"] if e.get("attr") == "start")
+    return out
+
+
+def online_outbox() -> Outbox:
+    outbox = Outbox(serialize, "ws://test/ws")
+    outbox.online()
+    return outbox
+
+
+def test_changes_and_requests_go_in_the_order_they_were_queued(doc):
+    ''' Changes, a request, more changes: written in that order. '''
+    _, r, rec = doc
+    outbox = online_outbox()
+    r.start = 1
+    outbox.add_events(rec.events[-1:])
+    outbox.add_request(PROTOCOL.create("SERVER-INFO-REQ"))
+    r.start = 2
+    r.start = 3
+    outbox.add_events(rec.events[-2:])
+    assert starts(outbox.take(force=True)) == [1, "SERVER-INFO-REQ", 2, 3]
+    assert outbox.take(force=True) == []
+
+
+def test_changes_wait_for_the_window_then_go_merged(doc):
+    ''' While a PATCH-DOC is unacknowledged, further changes wait; its OK sends them as one message. '''
+    assert PATCH_WINDOW == 1
+    _, r, rec = doc
+    outbox = online_outbox()
+    r.start = 1
+    outbox.add_events(rec.events[-1:])
+    first = outbox.take(force=False)
+    assert starts(first) == [1]
+    in_flight: Future[Any] = Future()
+    outbox.track(in_flight)
+    for value in range(2, 102):
+        r.start = value
+        outbox.add_events(rec.events[-1:])
+        assert outbox.window_full()
+        assert outbox.take(force=False) == []
+    in_flight.set_result(None)
+    assert outbox.settled(in_flight) is True
+    second = outbox.take(force=False)
+    assert len(second) == 1 and starts(second) == list(range(2, 102))
+
+
+def test_a_request_is_not_held_back_by_the_window(doc):
+    ''' A queued request sends everything before it even while the window is full. '''
+    _, r, rec = doc
+    outbox = online_outbox()
+    outbox.track(Future())
+    r.start = 5
+    outbox.add_events(rec.events[-1:])
+    assert outbox.take(force=False) == []
+    outbox.add_request(PROTOCOL.create("SERVER-INFO-REQ"))
+    assert not outbox.window_full()
+    assert starts(outbox.take(force=False)) == [5, "SERVER-INFO-REQ"]
+
+
+def test_a_rejection_is_reported_once_and_keeps_held_changes(doc):
+    ''' A rejected PATCH-DOC is an error for the next flush, reported once; held changes stay queued. '''
+    _, r, rec = doc
+    outbox = online_outbox()
+    rejected: Future[Any] = Future()
+    outbox.track(rejected)
+    r.start = 7
+    outbox.add_events(rec.events[-1:])
+    rejected.set_exception(ServerError("no", "ws://test/ws", text="no", reqid="1"))
+    assert outbox.settled(rejected) is False
+    errors = outbox.take_errors()
+    assert [type(e) for e in errors] == [ServerError] and outbox.take_errors() == []
+    assert outbox.unacked() == [] and starts(outbox.take(force=False)) == [7]
+
+
+def test_a_lost_patch_becomes_connection_lost():
+    ''' A PATCH-DOC whose future fails with something else is reported as ConnectionLost. '''
+    outbox = online_outbox()
+    lost: Future[Any] = Future()
+    outbox.track(lost)
+    lost.set_exception(OSError("gone"))
+    outbox.settled(lost)
+    assert [type(e) for e in outbox.take_errors()] == [ConnectionLost]
+
+
+def test_changes_while_reconnecting_are_counted_not_queued(doc):
+    ''' Offline and reconnecting: changes are counted for the resync, nothing is queued. '''
+    _, r, rec = doc
+    outbox = Outbox(serialize, "ws://test/ws")
+    outbox.offline(reconnecting=True)
+    for value in range(1, 4):
+        r.start = value
+        outbox.add_events(rec.events[-1:])
+    outbox.add_patches(serialize(rec.events[-2:]))
+    assert outbox.queued() == 0
+    assert outbox.take_offline_changes() == 5 and outbox.take_offline_changes() == 0
+
+
+def test_merged_messages_stay_under_the_size_limit():
+    ''' Neighbouring PATCH-DOCs merge into as few as fit PATCH_BYTES each, in order. '''
+    import numpy as np
+    from bokeh.models import ColumnDataSource
+    document = Document()
+    source = ColumnDataSource(data={"x": np.zeros(1)})
+    document.add_root(source)
+    rec = Recorder()
+    document.callbacks.on_change_dispatch_to(rec)
+    outbox = online_outbox()
+    rows = PATCH_BYTES // 8 // 3  # three streams fill about one message
+    for _ in range(7):
+        source.stream({"x": np.ones(rows)})
+        outbox.add_patches(serialize(rec.events[-1:]))
+    messages = outbox.take(force=True)
+    assert 2 <= len(messages) < 7
+    for m in messages:
+        assert len(m.content_json) + sum(memoryview(b.data).nbytes for b in m.buffers) <= PATCH_BYTES
+    assert sum(len(json.loads(m.content_json)["events"]) for m in messages) == 7
