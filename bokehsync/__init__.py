@@ -35,6 +35,7 @@ from .exceptions import (
     ProtocolViolation,
     ReplyTimeout,
     ServerError,
+    UnknownModelType,
     WrongProcess,
 )
 from .session import DEFAULT_SESSION_ID, ClientSession, pull_session, push_session, show_session
@@ -56,6 +57,7 @@ __all__ = (
     'Reconnect',
     'ReplyTimeout',
     'ServerError',
+    'UnknownModelType',
     'WrongProcess',
     'pull_session',
     'push_session',

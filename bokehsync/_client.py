@@ -29,7 +29,7 @@ from ._params import shared_args
 from ._reconnect import Reconnect
 from ._wire import Progress
 from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection
-from .exceptions import ConnectionFailed
+from .exceptions import ConnectionFailed, UnknownModelType
 
 if TYPE_CHECKING:
     from bokeh.core.types import ID
@@ -286,6 +286,8 @@ class ClientSession:
 
         Raises:
             ConnectionFailed, ServerError, ConnectionLost, ReplyTimeout
+            UnknownModelType: the document uses model classes this process
+                does not define (import their module first); the session is closed
         '''
         self.connect(timeout=timeout)
         self.check_connection_errors()
@@ -294,7 +296,12 @@ class ClientSession:
             doc = Document()
         else:
             doc = self._sync.document
-        self._connection.pull_doc(doc, **_extras(timeout=timeout, progress=progress))
+        try:
+            self._connection.pull_doc(doc, **_extras(timeout=timeout, progress=progress))
+        except UnknownModelType:
+            # Every later change from the server would name those types too.
+            self.close("the document uses model types this client does not define", flush=False)
+            raise
         self._sync.mode = self._sync.mode or "pull"
 
     def push(self, document: Document | None = None, *, timeout: float | None = None,

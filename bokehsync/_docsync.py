@@ -26,9 +26,12 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+from bokeh.core.serialization import DeserializationError
+
 from ._events import is_heavy, size_groups
 from ._outbox import Outbox
 from ._wire import PROTOCOL
+from .exceptions import UnknownModelType
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     'DocumentSync',
+    'unknown_model_error',
+    'unknown_model_types',
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,26 @@ class DocumentSync:
         # RLock._is_owned is CPython's (C and Python RLocks alike), used by
         # threading.Condition itself.
         return self.lock._is_owned()  # type: ignore[attr-defined, no-any-return]
+
+    def after_fork(self, accept_changes: bool) -> None:
+        ''' In a forked child: drop the parent's queue, release a lock held by
+        a thread that does not exist here, forget the loop thread.
+
+        Args:
+            accept_changes (bool) : queue the child's changes (its connection
+                opens on first use) rather than drop them
+        '''
+        if self.lock.acquire(blocking=False):
+            self.lock.release()
+        elif not self.holds_lock():
+            # Held by a parent thread, which the child does not have: it would
+            # never be released. _at_fork_reinit is how CPython resets its own
+            # locks after a fork.
+            self.lock._at_fork_reinit()  # type: ignore[attr-defined]
+        self.outbox.reset()
+        if accept_changes:
+            self.outbox.online()
+        self.loop.forget()
 
     # Binding a document ------------------------------------------------------
 
@@ -195,7 +220,50 @@ class DocumentSync:
             self._applying.active = True
             try:
                 reply.push_to_document(document)  # type: ignore[attr-defined]  # a PULL-DOC-REPLY
+            except DeserializationError as e:
+                unknown = unknown_model_types(reply.content)
+                if not unknown:
+                    raise
+                raise unknown_model_error(unknown, self._url) from e
             finally:
                 self._applying.active = False
             if self.document is None:
                 self.attach(document)
+
+
+def unknown_model_types(content: Any) -> list[str]:
+    ''' The model type names in serialized document content (a PULL-DOC-REPLY's,
+    or a PATCH-DOC's) that no model class of this process has, sorted.
+    '''
+    from bokeh.model import Model
+    known = Model.model_class_reverse_map
+    found: set[str] = set()
+    stack = [content]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            name = item.get("name")
+            if item.get("type") == "object" and isinstance(name, str) and name not in known and name != "Figure":
+                found.add(name)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(found)
+
+
+def unknown_model_error(names: list[str], url: str | None) -> UnknownModelType:
+    ''' The error for a document whose model types ``names`` this process lacks. '''
+    modules = sorted({name.rsplit(".", 1)[0] for name in names if "." in name})
+    packages = sorted({module.split(".", 1)[0] for module in modules})
+    types = ", ".join(repr(name) for name in names)
+    if modules:
+        todo = (f"import {', '.join(modules)} before pulling (i.e. `import {', '.join(packages)}`)"
+                if modules != packages else f"`import {', '.join(packages)}` before pulling")
+    else:
+        todo = "define or import the model classes of those names before pulling"
+    message = (f"the session's document uses model type(s) {types}, which this process does not define: "
+               f"{todo}. A client needs the same model classes as the server (bokehsync does not import "
+               "modules named by a server)")
+    first = names[0]
+    return UnknownModelType(message, url, type_name=first,
+                            module=first.rsplit(".", 1)[0] if "." in first else "", type_names=tuple(names))

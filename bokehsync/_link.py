@@ -48,6 +48,9 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
+#: Seconds between re-checks of a condition waited for (``wait_for``).
+POLL = 0.05
+
 
 class Link:
     ''' The websocket of one connection, through its whole life.
@@ -87,6 +90,8 @@ class Link:
         self._hooks = hooks
         #: The process that made the link; its socket is not usable in any other.
         self.pid = os.getpid()
+        #: Notified after every message the reader handled (see :meth:`wait_for`).
+        self.message_seen = threading.Condition(threading.Lock())
         self.reset()
 
     def reset(self) -> None:
@@ -98,6 +103,9 @@ class Link:
         self.error: BokehSyncError | None = None
         self.closing = False
         self.reconnecting = False
+        #: Open in the parent when this forked child was made: the first call
+        #: opens the child's own connection to the session (see :meth:`claim`).
+        self.inherited = False
         self._transport: Transport | None = None
         self._reader: Reader | None = None
         self._reconnector: Reconnector | None = None
@@ -107,11 +115,45 @@ class Link:
         reader = self._reader
         return reader.thread if reader is not None else None
 
-    def check_process(self) -> None:
-        ''' Raise WrongProcess in a forked child. '''
+    def claim(self, deadline: Deadline) -> None:
+        ''' The start of every call that uses the link. In a forked child whose
+        parent had the link open, the first call opens the child's own
+        connection to the same session (no push, no pull: the child holds
+        the document the server has). Never touches the parent's socket.
+
+        Raises:
+            WrongProcess: the process was forked without bokehsync's fork
+                handler running (a fork from C code): the parent's socket is
+                still in this link, and using it would corrupt the parent's
+                connection
+        '''
         if os.getpid() != self.pid:
-            raise WrongProcess(f"this connection was opened in process {self.pid} and cannot be used in "
-                               f"process {os.getpid()} (after fork): create a new session in the child", self.url)
+            raise WrongProcess(f"this connection belongs to process {self.pid} and cannot be used in process "
+                               f"{os.getpid()}, which was forked without Python's fork handlers: create a new "
+                               "session here", self.url)
+        if self.inherited:
+            self.inherited = False
+            self.connect(deadline)
+
+    def wait_for(self, predicate: Callable[[], object], deadline: Deadline) -> bool:
+        ''' Wait until ``predicate()`` is true: re-checked after every message
+        the reader handles, and every ``POLL`` seconds for conditions no
+        message announces.
+
+        Returns:
+            bool : whether it became true before ``deadline``
+        '''
+        while not predicate():
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                return False
+            with self.message_seen:
+                self.message_seen.wait(min(POLL, remaining))
+        return True
+
+    def _message_handled(self) -> None:
+        with self.message_seen:
+            self.message_seen.notify_all()
 
     # Connecting --------------------------------------------------------------
 
@@ -139,7 +181,7 @@ class Link:
         reader = Reader(opened, pending, url=self.url, name=f"bokehsync-reader-{self._name}",
                         keepalive=Keepalive(*self._keepalive), on_patch=self._sync.apply_patch,
                         send_control=self._sender.send_control, closing=lambda: self.closing,
-                        on_exit=self._reader_exit)
+                        on_exit=self._reader_exit, on_message=self._message_handled)
         with self.state_mutex:
             if self.closing:
                 opened.transport.close()
@@ -163,6 +205,7 @@ class Link:
         with self.state_mutex:
             self.error = error
             self.state = state
+            self._sync.outbox.offline(reconnecting=self.reconnecting)
         self.pending.fail_all(error)
         reconnector = self._reconnector
         if reconnector is None or threading.current_thread() is not reconnector.thread:
@@ -274,6 +317,7 @@ class Link:
                 self.closed.set()
             was_open = not self.closing and not isinstance(state, (NOT_YET_CONNECTED, DISCONNECTED))
             self.closing = True
+            self.inherited = False
             reconnector = self._reconnector
         if reconnector is not None:
             reconnector.stop(self._timeout)
@@ -319,11 +363,26 @@ class Link:
 
     # Forking -----------------------------------------------------------------
 
-    def after_fork(self) -> None:
-        ''' In a forked child: drop the parent's socket and threads untouched. '''
+    def after_fork(self) -> bool:
+        ''' In a forked child, before any other code of it runs: release the
+        parent's socket (this process's descriptors only) and forget its
+        threads. A link open in the parent reconnects on first use here.
+
+        Returns:
+            bool : whether the link will reconnect on first use
+        '''
         transport = self._transport
+        state, closing = self.state, self.closing
+        was_open = not closing and (isinstance(state, (CONNECTED_BEFORE_ACK, CONNECTED_AFTER_ACK))
+                                    or self.reconnecting)
+        self.message_seen = threading.Condition(threading.Lock())
         self.reset()
+        self.pid = os.getpid()
         if transport is not None:
             transport.forget()
-        self.state = DISCONNECTED(ErrorReason.NO_ERROR, None, "inherited across fork")
-        self.closed.set()
+        if was_open:
+            self.inherited = True
+        elif not isinstance(state, NOT_YET_CONNECTED):
+            self.state = DISCONNECTED(ErrorReason.NO_ERROR, None, "closed before the fork")
+            self.closed.set()
+        return was_open

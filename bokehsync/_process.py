@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -41,6 +42,32 @@ def track(at_exit: Callable[[], None], in_child: Callable[[], None]) -> None:
     with registry_mutex:
         _registry[key] = entry
     weakref.finalize(at_exit.__self__, _forget, key, entry)  # type: ignore[attr-defined]
+    _watch_multiprocessing()
+
+
+def _watch_multiprocessing() -> None:
+    ''' Processes that ``multiprocessing`` forks end with ``os._exit``, which
+    skips ``atexit``: have them close their sessions through its own exit
+    finalizers instead. (Only if the program uses multiprocessing already:
+    importing it here would cost every program that does not.)
+    '''
+    global _mp_watched
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _mp_watched:
+        return
+    _mp_watched = True
+    # Runs in each child after multiprocessing cleared the parent's finalizers.
+    util.register_after_fork(_ANCHOR, lambda _: util.Finalize(None, _close_all_at_exit, exitpriority=10))
+
+
+class _Anchor:
+    ''' A weak-referenceable key for ``multiprocessing.util.register_after_fork``. '''
+
+
+_ANCHOR = _Anchor()
+
+#: Whether the multiprocessing hook above is in place.
+_mp_watched = False
 
 
 def _forget(key: int, entry: object) -> None:

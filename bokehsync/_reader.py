@@ -53,11 +53,13 @@ class Reader:
         closing (callable) : ``closing() -> bool``, whether the connection is
             being closed on purpose
         on_exit (callable) : see :data:`Exit`; called once, on this thread
+        on_message (callable) : ``on_message()``, called on this thread after
+            each message was handled (waiters re-check their conditions)
     '''
 
     def __init__(self, opened: Opened, pending: Pending, *, url: str, name: str, keepalive: Keepalive,
             on_patch: Callable[[Message[Any]], None], send_control: Callable[[int, bytes], bool],
-            closing: Callable[[], bool], on_exit: Exit) -> None:
+            closing: Callable[[], bool], on_exit: Exit, on_message: Callable[[], None]) -> None:
         self._opened = opened
         self._pending = pending
         self._url = url
@@ -66,6 +68,7 @@ class Reader:
         self._send_control = send_control
         self._closing = closing
         self._on_exit = on_exit
+        self._on_message = on_message
         # A daemon: an open session must never keep the interpreter from
         # exiting (at-exit handling closes it first, see _process).
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -97,6 +100,7 @@ class Reader:
                         message = assembler.feed(event)
                         if message is not None:
                             self._dispatch(message)
+                            self._on_message()
                         parser.discard_binary = self._is_push_echo(assembler.partial_header)
                 try:
                     n = transport.recv(buf, deadline=keepalive.deadline())

@@ -77,9 +77,9 @@ class Requests:
         Raises:
             WrongProcess, RuntimeError, ValueError, ConnectionLost
         '''
-        self._link.check_process()
-        self.check_can_wait(what)
         deadline = self.deadline(timeout)
+        self.check_can_wait(what)
+        self._link.claim(deadline)
         if not isinstance(self._link.state, CONNECTED_AFTER_ACK):
             raise self.not_connected(what)
         return deadline

@@ -81,9 +81,10 @@ class Sender:
         arrives). Never blocks; failures are logged and reported by the
         next flush. Any thread; runs after every document change.
         '''
-        if self._outbox.window_full():
+        if self._outbox.window_full() or self.transport is None:
             # The reader sends the queue when an OK arrives, and it looks at
-            # the queue after this change was added to it.
+            # the queue after this change was added to it; with no socket
+            # yet, the thread that connects sends it.
             return
         try:
             self.pump(block=False, deadline=Deadline(self._timeout), force=False)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import wait
 from typing import TYPE_CHECKING, Any
 
@@ -190,8 +191,9 @@ class ClientConnection:
         Raises:
             WrongProcess: called in a forked child of the process that made it
         '''
-        self._link.check_process()
-        self._link.connect(self._requests.deadline(timeout))
+        deadline = self._requests.deadline(timeout)
+        self._link.claim(deadline)
+        self._link.connect(deadline)
 
     def close(self, why: str = "closed", *, flush: bool = True, timeout: float | None = None) -> None:
         ''' Close the connection: flush, send a close frame, stop the threads.
@@ -211,8 +213,7 @@ class ClientConnection:
                 after the connection is closed
         '''
         if os.getpid() != self._link.pid:
-            self._after_fork()
-            return
+            self._after_fork()  # forked without the fork handler: release the parent's socket
         was_open = self._link.begin_close()
         flush_error: BokehSyncError | None = None
         if was_open:
@@ -247,9 +248,9 @@ class ClientConnection:
             ReplyTimeout: not all acknowledged in time
             RuntimeError: called from the reader thread or holding ``session.lock``
         '''
-        self._link.check_process()
-        self._requests.check_can_wait("flush")
         deadline = self._requests.deadline(timeout)
+        self._requests.check_can_wait("flush")
+        self._link.claim(deadline)
         self._sender.pump(block=True, deadline=deadline)
         waiting = self._sync.outbox.unacked()
         if waiting:
@@ -281,7 +282,7 @@ class ClientConnection:
         Server updates are applied by the reader thread meanwhile. Ctrl-C
         closes the connection and returns.
         '''
-        self._link.check_process()
+        self._link.claim(self._requests.deadline(None))
         if self._link.close_if_never_opened():
             self._sync.detach()
             return
@@ -368,6 +369,31 @@ class ClientConnection:
 
     # Internal ----------------------------------------------------------------
 
+    def _loop_until(self, predicate: Callable[[], object], *, timeout: float | None = None) -> None:
+        ''' Block until ``predicate()`` is true (kept from bokeh.client, whose
+        test helpers and users wait with it).
+
+        ``predicate`` is re-checked after every message the reader thread
+        handles, and every 50 ms for conditions that no message announces
+        (state on the server's side, another thread's flag). bokeh.client
+        waits forever; this waits up to the connection's timeout.
+
+        Args:
+            predicate (callable) : ``predicate() -> bool``, called on this thread
+            timeout (float, optional) : seconds (default: the connection's
+                timeout) (bokehsync only)
+
+        Raises:
+            ReplyTimeout: still false after ``timeout``
+            RuntimeError: called from the reader thread or holding ``session.lock``
+        '''
+        deadline = self._requests.deadline(timeout)
+        self._requests.check_can_wait("wait in _loop_until")
+        self._link.claim(deadline)
+        if not self._link.wait_for(predicate, deadline):
+            raise ReplyTimeout(f"_loop_until: {getattr(predicate, '__name__', 'the predicate')} still false after "
+                               f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)
+
     def _resync(self) -> None:
         ''' After a reconnect (the reconnect thread): see :func:`_reconnect.resync`. '''
         resync(self._sync, push=lambda doc: self.push_doc(doc), pull=lambda doc: self.pull_doc(doc),
@@ -383,8 +409,19 @@ class ClientConnection:
             self.close("interpreter exit", timeout=min(self.timeout, 5.0))
 
     def _after_fork(self) -> None:
-        ''' In a forked child: forget the parent's socket, threads and queue. '''
+        ''' In a forked child, before its own code runs: forget the parent's
+        socket, threads and queued changes. A connection open in the parent
+        opens the child's own on first use: the first change made here
+        (:meth:`_first_change_in_child`), or the first call.
+        '''
         self._sender.reset()
-        self._sync.outbox.reset()
-        self._link.after_fork()
-        self._sync.loop.forget()
+        reconnects = self._link.after_fork()
+        self._sync.after_fork(accept_changes=reconnects)
+        if reconnects:
+            self._sync.outbox.set_writer(self._first_change_in_child)
+
+    def _first_change_in_child(self) -> None:
+        ''' The outbox's writer until the child's first change: connect, then send. '''
+        self._sync.outbox.set_writer(self._sender.send_queued)
+        self._link.claim(self._requests.deadline(None))
+        self._sender.send_queued()

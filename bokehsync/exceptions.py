@@ -13,16 +13,21 @@ in the same situation, so ``except OSError`` / ``except RuntimeError`` /
     ├── ServerError(BokehSyncError, RuntimeError)      the server answered a request with ERROR
     ├── ProtocolViolation(BokehSyncError, RuntimeError) the server sent what the protocol forbids
     ├── ReplyTimeout(BokehSyncError, TimeoutError)     no reply within the timeout
-    └── WrongProcess(BokehSyncError, RuntimeError)     a session used in a forked child
+    ├── UnknownModelType(BokehSyncError, DeserializationError)
+    │                                                   the document uses model classes this process lacks
+    └── WrongProcess(BokehSyncError, RuntimeError)     a session used in a process forked from C code
 
 Every exception keeps the websocket ``url`` it concerns (``None`` when it has
 none), names it in its message, and pickles, so it can cross a process pool.
 
-This module imports nothing from the rest of the package.
+``DeserializationError`` is bokeh's (``bokeh.core.serialization``, a
+``ValueError``). This module imports nothing from the rest of the package.
 '''
 from __future__ import annotations
 
 from typing import Any
+
+from bokeh.core.serialization import DeserializationError
 
 __all__ = (
     'BokehSyncError',
@@ -32,6 +37,7 @@ __all__ = (
     'ProtocolViolation',
     'ReplyTimeout',
     'ServerError',
+    'UnknownModelType',
     'WrongProcess',
 )
 
@@ -146,8 +152,25 @@ class ReplyTimeout(BokehSyncError, TimeoutError):
     timeout: float | None = None
 
 
+class UnknownModelType(BokehSyncError, DeserializationError):
+    ''' The server's document uses model classes that this process does not
+    define (bokeh.client raises bokeh's ``DeserializationError`` here). The
+    client needs the same model classes as the server: import the module that
+    defines them (``module``) before pulling. bokehsync never imports a module
+    because a server named it. The session is closed.
+    '''
+
+    #: The first model type name that could not be resolved, e.g. ``panel.models.layout.Column``.
+    type_name: str = ""
+    #: Its module, e.g. ``panel.models.layout`` (empty for a name without one).
+    module: str = ""
+    #: Every unresolved type name in the document, sorted.
+    type_names: tuple[str, ...] = ()
+
+
 class WrongProcess(BokehSyncError, RuntimeError):
-    ''' A session created in one process was used in another (after
-    ``fork``). Sockets cannot be shared across processes: create a new session
-    in the child instead.
+    ''' A session was used in a process forked without Python's fork handlers
+    (a ``fork()`` from C code), so the parent's socket is still in it. After
+    ``os.fork()`` and ``multiprocessing`` forks, a session opens the child's
+    own connection on first use instead (see docs/reliability.rst).
     '''

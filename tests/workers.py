@@ -16,13 +16,17 @@ def push_rows(url: str, session_id: str, rows: int) -> str:
     return session_id
 
 
-def use_inherited(session) -> str:
-    ''' Try to use a session inherited across fork; report what happened. '''
-    try:
+def set_inherited(session, value: int, flush: bool) -> str:
+    ''' In a forked worker: set the slider of a session inherited from the
+    parent, up to ``value`` one by one (a burst), with or without a flush.
+    '''
+    import os
+    slider = session.document.get_model_by_name("slider")
+    for v in range(value - 499, value + 1):
+        slider.value = v
+    if flush:
         session.force_roundtrip()
-    except Exception as e:
-        return f"{type(e).__name__}: {e}"
-    return "no error"
+    return f"set by {os.getpid()}"
 
 
 def rows_on_server(url: str, session_id: str) -> int:

@@ -99,8 +99,8 @@ def test_works_inside_a_running_asyncio_loop(server):
 _SESSION = None
 
 
-def _use_global_session() -> str:
-    return workers.use_inherited(_SESSION)
+def _set_global_session(value: int, flush: bool) -> str:
+    return workers.set_inherited(_SESSION, value, flush)
 
 
 @pytest.fixture
@@ -114,14 +114,27 @@ def global_session(server):
         _SESSION = None
 
 
-def test_forked_child_gets_wrong_process_error(server, global_session):
-    ''' The forked child sees WrongProcess with both pids; the parent session keeps working. '''
+@pytest.mark.parametrize("flush", [True, False], ids=["flush", "no-flush"])
+def test_forked_pool_worker_uses_a_module_level_session(server, global_session, flush):
+    ''' A fork-pool worker changes the document of a session made before the fork: the change reaches
+    the server (through the worker's own connection, flushed at worker exit when the task did not), the
+    parent sees it, and the parent's session keeps working. '''
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:
-        outcome = pool.apply_async(_use_global_session).get(LONG)
-    assert outcome.startswith("WrongProcess") and str(os.getpid()) in outcome
-    global_session.force_roundtrip()
-    assert global_session.connected
+    pool = ctx.Pool(1)
+    try:
+        outcome = pool.apply_async(_set_global_session, (20_000, flush)).get(LONG)
+    finally:
+        pool.close()
+        pool.join()
+    assert outcome.startswith("set by") and outcome != f"set by {os.getpid()}"
+    with pull_session(session_id=global_session.id, url=server.url("/slider")) as check:
+        assert check.document.get_model_by_name("slider").value == 20_000
+    slider = global_session.document.get_model_by_name("slider")
+    wait_until(lambda: slider.value == 20_000, what="the parent to receive the worker's change")
+    slider.value = 7
+    global_session.flush()
+    with pull_session(session_id=global_session.id, url=server.url("/slider")) as check:
+        assert check.document.get_model_by_name("slider").value == 7
 
 
 def test_wrong_process_is_raised_directly():
