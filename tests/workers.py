@@ -16,15 +16,6 @@ def push_rows(url: str, session_id: str, rows: int) -> str:
     return session_id
 
 
-def use_inherited(session) -> str:
-    ''' Try to use a session inherited across fork; report what happened. '''
-    try:
-        session.force_roundtrip()
-    except Exception as e:
-        return f"{type(e).__name__}: {e}"
-    return "no error"
-
-
 def rows_on_server(url: str, session_id: str) -> int:
     with pull_session(session_id=session_id, url=url) as session:
         return len(session.document.get_model_by_name("cds").data["x"])

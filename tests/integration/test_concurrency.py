@@ -96,34 +96,6 @@ def test_works_inside_a_running_asyncio_loop(server):
     assert asyncio.run(with_bokeh_client()).startswith("RuntimeError")
 
 
-_SESSION = None
-
-
-def _use_global_session() -> str:
-    return workers.use_inherited(_SESSION)
-
-
-@pytest.fixture
-def global_session(server):
-    global _SESSION
-    _SESSION = pull_session(url=server.url("/slider"))
-    try:
-        yield _SESSION
-    finally:
-        _SESSION.close()
-        _SESSION = None
-
-
-def test_forked_child_gets_wrong_process_error(server, global_session):
-    ''' The forked child sees WrongProcess with both pids; the parent session keeps working. '''
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:
-        outcome = pool.apply_async(_use_global_session).get(LONG)
-    assert outcome.startswith("WrongProcess") and str(os.getpid()) in outcome
-    global_session.force_roundtrip()
-    assert global_session.connected
-
-
 def test_wrong_process_is_raised_directly():
     ''' WrongProcess is a RuntimeError with the URL. '''
     e = WrongProcess("moved", "ws://127.0.0.1:1/a/ws")
