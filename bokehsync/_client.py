@@ -176,8 +176,14 @@ class ClientSession:
 
     @property  # type: ignore[no-redef]
     def _document(self) -> Document | None:
-        ''' ``session.document`` (kept for code written against bokeh.client). '''
+        ''' ``session.document`` (kept for code written against bokeh.client,
+        which reads and sets it).
+        '''
         return self._sync.document
+
+    @_document.setter
+    def _document(self, document: Document | None) -> None:
+        self._sync.document = document
 
     @property
     def id(self) -> ID:

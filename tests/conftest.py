@@ -22,6 +22,8 @@ APPS = {
     "/slider": "tests.apps:slider",
     "/stream": "tests.apps:stream",
     "/big": "tests.apps:big",
+    # A model class only the server imports (the test client must not): tests/foreign_models.py
+    "/foreign": "tests.foreign_models:app",
 }
 
 

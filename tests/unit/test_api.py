@@ -42,6 +42,34 @@ def test_classes_match(cls, theirs):
             _compatible(getattr(cls, name), member)
 
 
+@pytest.mark.parametrize("cls, theirs", [(ClientSession, bc.ClientSession), (ClientConnection, bcc.ClientConnection)])
+def test_bokehsync_only_methods_take_options_keyword_only(cls, theirs):
+    ''' Methods bokeh.client lacks (flush, batch, on_disconnect...) take every optional parameter
+    keyword-only, like the extras on bokeh.client's own methods: ``flush(5)`` must not mean a timeout. '''
+    checked = []
+    for name, member in inspect.getmembers(cls, inspect.isfunction):
+        if name.startswith("_") or hasattr(theirs, name):
+            continue
+        checked.append(name)
+        for param in list(inspect.signature(member).parameters.values())[1:]:
+            if param.kind is inspect.Parameter.VAR_POSITIONAL or param.default is not inspect.Parameter.empty:
+                assert param.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD), \
+                    f"{cls.__name__}.{name}({param.name}) is a bokehsync extra: it must be keyword-only"
+    assert "flush" in checked  # the check ran over the extras
+
+
+@pytest.mark.parametrize("cls, theirs, name", [
+    (ClientSession, bc.ClientSession, "_handle_patch"),
+    (ClientSession, bc.ClientSession, "_loop_until_closed"),
+    (ClientConnection, bcc.ClientConnection, "_loop_until"),
+])
+def test_private_hooks_have_bokeh_client_signatures(cls, theirs, name):
+    ''' The private hooks code written for bokeh.client calls (bokeh's own test helpers among it:
+    ``session._connection._loop_until(predicate)``) exist with bokeh.client's signatures. '''
+    assert callable(getattr(cls, name, None)), f"{cls.__name__}.{name} missing"
+    _compatible(getattr(cls, name), getattr(theirs, name))
+
+
 def test_private_hooks_kept():
     ''' The private hooks legacy code reaches into exist. '''
     for name in ("_connection", "_document", "_id"):
@@ -61,6 +89,16 @@ def test_exception_tree_inherits_builtins():
     for cls in (bokehsync.ConnectionFailed, bokehsync.ConnectionLost, bokehsync.ServerError,
                 bokehsync.ReplyTimeout, bokehsync.ProtocolViolation, bokehsync.WrongProcess):
         assert issubclass(cls, bokehsync.BokehSyncError)
+
+
+def test_unknown_model_type_is_what_bokeh_client_raises():
+    ''' UnknownModelType is a BokehSyncError and bokeh's DeserializationError (what bokeh.client raises
+    when a pulled document has a model type the client does not define), exported by bokehsync. '''
+    from bokeh.core.serialization import DeserializationError
+    cls = getattr(bokehsync, "UnknownModelType", None)
+    assert cls is not None, "bokehsync.UnknownModelType missing"
+    assert issubclass(cls, bokehsync.BokehSyncError) and issubclass(cls, DeserializationError)
+    assert "UnknownModelType" in bokehsync.__all__
 
 
 def test_error_reason_is_bokehs_enum():
