@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from bokeh.protocol.message import Message
 from bokeh.util.strings import format_url_query_arguments
 
 from . import _frames
@@ -70,12 +71,14 @@ class Link:
         sync (DocumentSync) : the session's document side
         sender (Sender) : writes the session's outbox
         hooks (Hooks) : the session's disconnect/reconnect callbacks
+        on_patch (callable) : ``on_patch(message)`` applies a server PATCH-DOC
+            (on the reader thread)
     '''
 
     def __init__(self, url: str, arguments: dict[str, str] | None, *, name: str,
             options: Callable[[], dict[str, Any]], max_message_size: int, timeout: float,
             keepalive: tuple[float | None, float], policy: Reconnect | None, resync: Callable[[], None],
-            sync: DocumentSync, sender: Sender, hooks: Hooks) -> None:
+            sync: DocumentSync, sender: Sender, hooks: Hooks, on_patch: Callable[[Message[Any]], None]) -> None:
         self.url = url
         self._arguments = arguments
         self._name = name
@@ -88,6 +91,7 @@ class Link:
         self._sync = sync
         self._sender = sender
         self._hooks = hooks
+        self._on_patch = on_patch
         #: The process that made the link; its socket is not usable in any other.
         self.pid = os.getpid()
         #: Notified after every message the reader handled (see :meth:`wait_for`).
@@ -179,7 +183,7 @@ class Link:
         opened = open_session(url, self._options(), self._max_message_size, deadline)
         pending = self.pending
         reader = Reader(opened, pending, url=self.url, name=f"bokehsync-reader-{self._name}",
-                        keepalive=Keepalive(*self._keepalive), on_patch=self._sync.apply_patch,
+                        keepalive=Keepalive(*self._keepalive), on_patch=self._on_patch,
                         send_control=self._sender.send_control, closing=lambda: self.closing,
                         on_exit=self._reader_exit, on_message=self._message_handled)
         with self.state_mutex:

@@ -114,7 +114,10 @@ class ClientConnection:
             keepalive=(None if ping_interval is None else check_timeout(ping_interval, "ping_interval"),
                        check_timeout(ping_timeout, "ping_timeout")),
             policy=as_policy(reconnect), resync=self._resync, sync=self._sync,
-            sender=self._sender, hooks=self._hooks)
+            sender=self._sender, hooks=self._hooks,
+            # bokeh.client's connection hands server patches to this hook of
+            # the session: overrides and mocks of it see every one.
+            on_patch=getattr(session, "_handle_patch", self._sync.apply_patch))
         self._requests = Requests(self._link, self._sync, self._sender, timeout)
         self._server_info: dict[str, Any] | None = None
         _process.track(self._close_at_exit, self._after_fork)
@@ -375,7 +378,8 @@ class ClientConnection:
 
         ``predicate`` is re-checked after every message the reader thread
         handles, and every 50 ms for conditions that no message announces
-        (state on the server's side, another thread's flag). bokeh.client
+        (state on the server's side, another thread's flag). As with
+        bokeh.client, a connection never connected connects first. bokeh.client
         waits forever; this waits up to the connection's timeout.
 
         Args:
@@ -390,6 +394,9 @@ class ClientConnection:
         deadline = self._requests.deadline(timeout)
         self._requests.check_can_wait("wait in _loop_until")
         self._link.claim(deadline)
+        # bokeh.client's connect() is _loop_until(connected_or_closed): its
+        # _loop_until connects a connection that was never connected.
+        self._link.connect(deadline)
         if not self._link.wait_for(predicate, deadline):
             raise ReplyTimeout(f"_loop_until: {getattr(predicate, '__name__', 'the predicate')} still false after "
                                f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)

@@ -87,6 +87,39 @@ def test_loop_until_ends_on_a_server_change(server):
         assert session.connected
 
 
+def test_loop_until_connects_a_connection_never_connected(server):
+    ''' As bokeh.client's (its connect() is _loop_until(connected_or_closed)), _loop_until connects first. '''
+    session = ClientSession(websocket_url=server.ws_url("/empty"), timeout=LONG)
+    try:
+        session._connection._loop_until(lambda: session.connected)
+        assert session.connected
+    finally:
+        session.close()
+
+
+def test_handle_patch_overrides_see_every_server_patch(server):
+    ''' bokeh.client hands server patches to session._handle_patch: a subclass overriding it sees them. '''
+    seen: list[str] = []
+
+    class Watching(ClientSession):
+        def _handle_patch(self, message):
+            seen.append(message.msgtype)
+            super()._handle_patch(message)
+    url = server.url("/empty")
+    doc, r = _range_doc()
+    with push_session(doc, url=url, timeout=LONG) as pushed:
+        watching = Watching(session_id=pushed.id, websocket_url=server.ws_url("/empty"), timeout=LONG)
+        try:
+            watching.pull()
+            r.start = 3
+            pushed.flush()
+            mine = watching.document.get_model_by_name("r")
+            wait_until(lambda: mine.start == 3, timeout=LONG, what="the change to arrive")
+            assert seen == ["PATCH-DOC"]
+        finally:
+            watching.close()
+
+
 def test_loop_until_rechecks_without_any_message(server):
     ''' A predicate on a plain flag set by another thread, with no message at all, still ends the wait:
     the predicate is re-checked periodically, not only when a message arrives. '''
