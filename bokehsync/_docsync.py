@@ -113,14 +113,18 @@ class DocumentSync:
             self.callbacks.add_session_callbacks(document.session_callbacks)
 
     def detach(self) -> None:
-        ''' Stop listening and stop the session callbacks (the connection is
-        closed for good). Idempotent.
+        ''' Stop listening and stop the session callbacks (the session is
+        closed). Idempotent.
         '''
         if self.document is not None:
             try:
                 self.document.remove_on_change(self._setter)
             except KeyError:
                 pass  # removed already
+        self.stop_callbacks()
+
+    def stop_callbacks(self) -> None:
+        ''' Stop the document's session callbacks (the connection is gone). Idempotent. '''
         if self._callbacks is not None:
             self._callbacks.remove_all_callbacks()
 

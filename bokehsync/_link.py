@@ -209,7 +209,7 @@ class Link:
         with self.state_mutex:
             self.error = error
             self.state = state
-            self._sync.outbox.offline(reconnecting=self.reconnecting)
+            self._sync.outbox.offline(reconnecting=self.reconnecting, cause=error)
         self.pending.fail_all(error)
         reconnector = self._reconnector
         if reconnector is None or threading.current_thread() is not reconnector.thread:
@@ -231,7 +231,7 @@ class Link:
             start_reconnector = reconnect and not self.reconnecting
             self.reconnecting = reconnect
             self.state = DISCONNECTED(reason, code, detail)
-            self._sync.outbox.offline(reconnecting=reconnect)
+            self._sync.outbox.offline(reconnecting=reconnect, cause=cause)
         self.pending.fail_all(cause or ConnectionLost("the connection was closed", self.url))
         if self._transport is not None:
             self._transport.close()
@@ -260,12 +260,16 @@ class Link:
             self._transport.mark_closing()
 
     def finish(self) -> None:
-        ''' Closed for good: wake waiters, detach the document. Idempotent. '''
+        ''' Closed for good: wake waiters, stop the document's session
+        callbacks. The document stays listened to: a change made now is
+        counted as not sent (see ``_outbox``) until ``close()`` detaches it.
+        Idempotent.
+        '''
         self.closed.set()
         try:
-            self._sync.detach()
+            self._sync.stop_callbacks()
         except Exception:
-            log.exception("detaching the document of %s failed", self.url)
+            log.exception("stopping the session callbacks of %s failed", self.url)
 
     # Reconnecting (the reconnect thread) -------------------------------------
 
@@ -302,7 +306,7 @@ class Link:
             self.error = error
             self.state = DISCONNECTED(ErrorReason.NETWORK_ERROR, None, error.message)
             self.reconnecting = False
-            self._sync.outbox.offline(reconnecting=False)
+            self._sync.outbox.offline(reconnecting=False, cause=error)
         self._hooks.run("disconnect", error)
         self.finish()
 

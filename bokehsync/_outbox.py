@@ -13,11 +13,17 @@ PATCH-DOC's reply (:meth:`Outbox.settled`). Rules kept here:
   merged into as few PATCH-DOCs as fit ``PATCH_BYTES``. A queued request
   sends everything before it at once (it must not wait behind the window).
 * **Acknowledgement.** Each PATCH-DOC written is tracked until the server's
-  reply; a rejection or loss is kept for the next :meth:`take_errors`
-  (``flush()`` raises it).
+  reply; a rejection is kept for the next :meth:`take_errors` (``flush()``
+  and ``close()`` raise it).
+* **Nothing dropped silently.** When the connection is lost for good, the
+  changes still queued, those written but never acknowledged, and every
+  change made afterwards are counted, and :meth:`take_errors` reports them
+  as one ``ConnectionLost`` saying how many and why.
 * **Offline changes.** While the connection is down and being re-established,
   changes are counted, not queued: the resync after the reconnect decides
   their fate (a re-push includes them; a re-pull loses them, and says so).
+* **What is pending.** :meth:`pending` summarises what our changes not yet
+  applied by the server touch, for ``_converge``.
 
 Locks: ``outbox_mutex`` guards all state here; methods that serialize or
 queue change events also need the document lock, held by the caller. The
@@ -34,6 +40,7 @@ from typing import Any
 
 from bokeh.protocol.message import Message
 
+from ._converge import Pending
 from ._wire import merge_runs
 from .exceptions import BokehSyncError, ConnectionLost, ServerError
 
@@ -76,12 +83,15 @@ class Outbox:
         '''
         self.outbox_mutex = threading.Lock()
         self._queue: deque[Message[Any] | _Events] = deque()
-        self._unacked: set[Future[Any]] = set()
+        self._unacked: dict[Future[Any], Message[Any]] = {}
         self._errors: list[BokehSyncError] = []
         self._requests_queued = False
         self._online = False
         self._reconnecting = False
         self._offline_changes = 0
+        self._unsent = 0        # changes that could not be sent: the connection was gone
+        self._unconfirmed = 0   # changes written whose acknowledgement never came
+        self._cause: BokehSyncError | None = None
 
     # Producers (any thread) --------------------------------------------------
 
@@ -138,7 +148,8 @@ class Outbox:
         if self._reconnecting:
             self._offline_changes += n
         else:
-            log.debug("not connected: dropping %d document change(s) for %s", n, self._url)
+            self._unsent += n
+            log.debug("not connected: %d document change(s) for %s not sent", n, self._url)
 
     # The sender --------------------------------------------------------------
 
@@ -172,10 +183,10 @@ class Outbox:
                 messages.append(item)
         return merge_runs(messages)
 
-    def track(self, future: Future[Any]) -> None:
-        ''' A PATCH-DOC was written: ``future`` resolves with the server's reply. '''
+    def track(self, future: Future[Any], message: Message[Any]) -> None:
+        ''' The PATCH-DOC ``message`` was written: ``future`` resolves with the server's reply. '''
         with self.outbox_mutex:
-            self._unacked.add(future)
+            self._unacked[future] = message
 
     def settled(self, future: Future[Any]) -> bool:
         ''' A tracked PATCH-DOC was answered (or failed).
@@ -185,10 +196,12 @@ class Outbox:
         '''
         error = future.exception()
         with self.outbox_mutex:
-            self._unacked.discard(future)
-            if error is not None:
-                self._errors.append(error if isinstance(error, BokehSyncError)
-                                    else ConnectionLost(repr(error), self._url))
+            message = self._unacked.pop(future, None)
+            if isinstance(error, ServerError):
+                self._errors.append(error)
+            elif error is not None:
+                self._unconfirmed += len(message.content["events"]) if message is not None else 1
+                self._set_cause(error if isinstance(error, BokehSyncError) else ConnectionLost(repr(error), self._url))
             may_send = error is None and bool(self._queue)
         if isinstance(error, ServerError):
             log.error("the server at %s rejected a document patch: %s", self._url, error.text)
@@ -212,10 +225,52 @@ class Outbox:
             self._errors.append(error)
 
     def take_errors(self) -> list[BokehSyncError]:
-        ''' The errors to report since the last call, oldest first. '''
+        ''' The errors to report since the last call, oldest first: the server's
+        rejections, then one ``ConnectionLost`` for every change that may not
+        be on the server because the connection was lost.
+        '''
         with self.outbox_mutex:
             errors, self._errors = self._errors, []
+            unsent, unconfirmed, cause = self._unsent, self._unconfirmed, self._cause
+            self._unsent = self._unconfirmed = 0
+        if unsent or unconfirmed:
+            parts = ([f"{unconfirmed} sent but never acknowledged"] if unconfirmed else []) \
+                + ([f"{unsent} not sent"] if unsent else [])
+            why = cause.message if cause is not None else "the connection is closed"
+            lost = ConnectionLost(f"{unsent + unconfirmed} document change(s) may not be on the server "
+                                  f"({', '.join(parts)}): {why}", self._url, unsent=unsent,
+                                  unacknowledged=unconfirmed)
+            lost.__cause__ = cause
+            errors.append(lost)
         return errors
+
+    def _set_cause(self, cause: BokehSyncError) -> None:
+        assert self.outbox_mutex.locked()
+        if self._cause is None:
+            self._cause = cause
+
+    def pending(self) -> Pending:
+        ''' What our changes not yet applied by the server touch: those
+        written and unacknowledged, and those queued. Called holding the
+        document lock, so no change is queued meanwhile.
+        '''
+        pending = Pending()
+        with self.outbox_mutex:
+            items: list[Message[Any] | _Events] = [*self._unacked.values(), *self._queue]
+        for item in items:
+            if isinstance(item, _Events):
+                for event in item:
+                    model = getattr(event, "model", None)
+                    pending.add_event(event.kind, model.id if model is not None else None,
+                                      getattr(event, "attr", None))
+            elif item.msgtype == "PATCH-DOC":
+                for rep in item.content["events"]:
+                    pending.add_rep(rep)
+        return pending
+
+    def has_pending(self) -> bool:
+        ''' Whether any change of ours is unacknowledged or queued (read without the mutex). '''
+        return bool(self._unacked) or bool(self._queue)
 
     # The connection's state --------------------------------------------------
 
@@ -224,12 +279,31 @@ class Outbox:
         with self.outbox_mutex:
             self._online = True
             self._reconnecting = False
+            self._cause = None
 
-    def offline(self, reconnecting: bool) -> None:
-        ''' The connection closed: changes are counted (while ``reconnecting``) or dropped. '''
+    def offline(self, reconnecting: bool, cause: BokehSyncError | None = None) -> None:
+        ''' The connection closed. While ``reconnecting``, changes are counted
+        for the resync and the queue waits for the new connection; otherwise
+        the queued changes, and every later one, count as not sent because of
+        ``cause`` (requests left in the queue are dropped: their callers
+        have failed already).
+        '''
         with self.outbox_mutex:
             self._online = False
             self._reconnecting = reconnecting
+            if cause is not None:
+                self._set_cause(cause)
+            if reconnecting:
+                return
+            self._unsent += self._offline_changes  # made while reconnecting, which gave up
+            self._offline_changes = 0
+            for item in self._queue:
+                if isinstance(item, _Events):
+                    self._unsent += len(item)
+                elif item.msgtype == "PATCH-DOC":
+                    self._unsent += len(item.content["events"])
+            self._queue.clear()
+            self._requests_queued = False
 
     def take_offline_changes(self) -> int:
         ''' How many changes were made while reconnecting; resets the count. '''
@@ -244,3 +318,5 @@ class Outbox:
         with self.outbox_mutex:
             self._errors = [e for e in self._errors if not isinstance(e, ConnectionLost)]
             self._unacked.clear()
+            self._unsent = self._unconfirmed = 0
+            self._cause = None

@@ -159,7 +159,7 @@ class Sender:
         for message in messages:
             if message.msgtype == 'PATCH-DOC':
                 future = self.pending.add(message.header["msgid"])
-                self._outbox.track(future)
+                self._outbox.track(future, message)
                 future.add_done_callback(self._patch_done)
         transport = self.transport
         try:

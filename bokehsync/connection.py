@@ -232,9 +232,14 @@ class ClientConnection:
                 flush_error = self._sender.send_without_waiting(self._requests.deadline(timeout))
             self._link.close_handshake(why)
         self._link.join_reader()
+        self._sync.detach()
         self._sync.loop.stop()
         if not self._link.closed.is_set():
             self._link.finish()
+        if flush and flush_error is None:
+            # Closed already (lost, or never opened): report what did not reach the server.
+            errors = self._sync.outbox.take_errors()
+            flush_error = errors[0] if errors else None
         if flush_error is not None:
             raise flush_error
 

@@ -118,6 +118,10 @@ class ConnectionLost(BokehSyncError, RuntimeError):
     close_code: int | None = None
     #: The close reason the server sent ("" if none).
     close_reason: str = ""
+    #: Document changes that were not sent because the connection was gone.
+    unsent: int = 0
+    #: Document changes that were sent but never acknowledged by the server.
+    unacknowledged: int = 0
 
 
 class ServerError(BokehSyncError, RuntimeError):

@@ -27,7 +27,7 @@ def _count_patches(session: ClientSession) -> list[object]:
     sent: list[object] = []
     outbox = session._sync.outbox
     original = outbox.track
-    outbox.track = lambda future: (sent.append(future), original(future))  # type: ignore[method-assign]
+    outbox.track = lambda future, message: (sent.append(message), original(future, message))  # type: ignore[method-assign]
     return sent
 
 

@@ -50,6 +50,13 @@ def starts(messages: list[Any]) -> list[Any]:
     return out
 
 
+def _patch(r: Range1d, rec: Recorder, n: int = 1) -> Any:
+    ''' A PATCH-DOC of ``n`` fresh changes of ``r.end``. '''
+    for _ in range(n):
+        r.end += 1
+    return PROTOCOL.create("PATCH-DOC", rec.events[-n:])
+
+
 def online_outbox() -> Outbox:
     outbox = Outbox(serialize, "ws://test/ws")
     outbox.online()
@@ -80,7 +87,7 @@ def test_changes_wait_for_the_window_then_go_merged(doc):
     first = outbox.take(force=False)
     assert starts(first) == [1]
     in_flight: Future[Any] = Future()
-    outbox.track(in_flight)
+    outbox.track(in_flight, first[0])
     for value in range(2, 102):
         r.start = value
         outbox.add_events(rec.events[-1:])
@@ -96,7 +103,7 @@ def test_a_request_is_not_held_back_by_the_window(doc):
     ''' A queued request sends everything before it even while the window is full. '''
     _, r, rec = doc
     outbox = online_outbox()
-    outbox.track(Future())
+    outbox.track(Future(), _patch(r, rec))
     r.start = 5
     outbox.add_events(rec.events[-1:])
     assert outbox.take(force=False) == []
@@ -110,7 +117,7 @@ def test_a_rejection_is_reported_once_and_keeps_held_changes(doc):
     _, r, rec = doc
     outbox = online_outbox()
     rejected: Future[Any] = Future()
-    outbox.track(rejected)
+    outbox.track(rejected, _patch(r, rec))
     r.start = 7
     outbox.add_events(rec.events[-1:])
     rejected.set_exception(ServerError("no", "ws://test/ws", text="no", reqid="1"))
@@ -120,14 +127,27 @@ def test_a_rejection_is_reported_once_and_keeps_held_changes(doc):
     assert outbox.unacked() == [] and starts(outbox.take(force=False)) == [7]
 
 
-def test_a_lost_patch_becomes_connection_lost():
-    ''' A PATCH-DOC whose future fails with something else is reported as ConnectionLost. '''
+def test_lost_changes_are_counted_and_reported_once(doc):
+    ''' The connection is lost: the changes written but unacknowledged, those queued, and those made later
+    are one ConnectionLost at the next flush, saying how many and why; then nothing more. '''
+    _, r, rec = doc
     outbox = online_outbox()
     lost: Future[Any] = Future()
-    outbox.track(lost)
-    lost.set_exception(OSError("gone"))
+    outbox.track(lost, _patch(r, rec, 2))
+    r.start = 100
+    outbox.add_events(rec.events[-1:])
+    cause = ConnectionLost("the server went away", "ws://test/ws")
+    lost.set_exception(cause)
     outbox.settled(lost)
-    assert [type(e) for e in outbox.take_errors()] == [ConnectionLost]
+    outbox.offline(reconnecting=False, cause=cause)
+    for value in (101, 102, 103):
+        r.start = value
+        outbox.add_events(rec.events[-1:])
+    [error] = outbox.take_errors()
+    assert isinstance(error, ConnectionLost) and error.__cause__ is cause
+    assert (error.unacknowledged, error.unsent) == (2, 4)
+    assert "6 document change(s)" in str(error) and "the server went away" in str(error)
+    assert outbox.take_errors() == [] and outbox.queued() == 0
 
 
 def test_changes_while_reconnecting_are_counted_not_queued(doc):
