@@ -393,6 +393,20 @@ class ClientSession:
         self._hooks.add("disconnect", callback)
         return callback
 
+    def on_resync(self, callback: Callable[[ClientSession, str], Any]) -> Callable[..., Any]:
+        ''' Register ``callback(session, reason)``, called on a bokehsync thread
+        after the document was brought back to the server's state because it
+        had diverged (a server change that could not be applied, or one that
+        crossed a change of ours with no exact local rule); ``reason`` says
+        why. Model objects the program holds stay in the document. Usable as a
+        decorator. (bokehsync only)
+
+        Returns:
+            callable : ``callback``
+        '''
+        self._hooks.add("resync", callback)
+        return callback
+
     def on_reconnect(self, callback: Callable[[ClientSession], Any]) -> Callable[..., Any]:
         ''' Register ``callback(session)``, called on a bokehsync thread after
         a reconnect and resync succeeded. Usable as a decorator. (bokehsync only)

@@ -17,6 +17,13 @@ Local changes come in through bokeh's ``on_change_dispatch_to`` hook, in the
 thread that made them (:meth:`DocumentSync.on_change`), and go to the
 session's :class:`~bokehsync._outbox.Outbox`. Server changes are applied with
 the session as ``setter``, as bokeh.client does, so they are not sent back.
+
+The document never stays diverged silently. A server change that crosses a
+change of ours still on its way is treated by the rules of ``_converge``
+(skip it, reorder rows, or resynchronise); a server change that cannot be
+applied at all (a reference to a model we lack...) makes the session
+resynchronise: it pulls the server's document and brings ours to it in
+place (``_reconcile``), keeping the model objects the program holds.
 '''
 from __future__ import annotations
 
@@ -26,14 +33,21 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from bokeh.core.serialization import DeserializationError
+from bokeh.core.serialization import DeserializationError, Deserializer, Serialized, UnknownReferenceError
+from bokeh.document.callbacks import invoke_with_curdoc
+from bokeh.document.events import DocumentPatchedEvent
 
+from ._converge import Action, Touch, decide
 from ._events import is_heavy, size_groups
 from ._outbox import Outbox
+from ._reconcile import reconcile
+from ._streams import concat_rows, join_rows
 from ._wire import PROTOCOL
 from .exceptions import UnknownModelType
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bokeh.document import Document
     from bokeh.document.events import DocumentPatchedEvent
     from bokeh.protocol.message import Message
@@ -61,7 +75,8 @@ class DocumentSync:
     '''
 
     def __init__(self, setter: object, loop: LoopThread, url: str | None = None) -> None:
-        self._setter = setter
+        # Any: bokeh types setters as its own session classes; ours is neither.
+        self._setter: Any = setter
         self.loop = loop
         self._url = url
         self.lock = threading.RLock()
@@ -74,6 +89,9 @@ class DocumentSync:
         self._callbacks: SessionCallbacks | None = None
         self._batch: list[Any] | None = None
         self._batch_patches: list[Message[Any]] = []
+        #: ``resync(reason)``: pull the server's document without waiting (set
+        #: by the connection); called holding no lock, on the reader thread.
+        self.resync: Callable[[str], None] = lambda reason: None
 
     def holds_lock(self) -> bool:
         ''' Whether the calling thread holds :attr:`lock`. '''
@@ -205,21 +223,130 @@ class DocumentSync:
     # Server changes (the reader thread) --------------------------------------
 
     def apply_patch(self, message: Message[Any]) -> None:
-        ''' Apply a server PATCH-DOC to the document. '''
+        ''' Apply a server PATCH-DOC to the document (the reader thread). '''
         doc = self.document
         if doc is None:
             log.debug("dropping a server patch: no document yet")
             return
         with self.lock:
             try:
-                message.apply_to_document(doc, self._setter)  # type: ignore[attr-defined]  # a PATCH-DOC
-            except Exception:
-                log.exception("applying a server change to the document of %s failed", self._url)
+                if self.outbox.has_pending():
+                    reason = self._apply_crossing(message, doc)
+                else:
+                    message.apply_to_document(doc, self._setter)  # type: ignore[attr-defined]  # a PATCH-DOC
+                    reason = None
+            except Exception as e:
+                log.debug("applying a server change failed", exc_info=True)
+                reason = f"a server change could not be applied to the document: {e!r}"
+        if reason is not None:
+            self.resync(reason)
 
-    def apply_pull(self, reply: Message[Any], document: Document) -> None:
-        ''' Apply a PULL-DOC-REPLY to ``document``, in order with server
-        patches, and bind it if the session has no document yet.
+    def _apply_crossing(self, message: Message[Any], doc: Document) -> str | None:
+        ''' Apply a server PATCH-DOC while changes of ours are on their way,
+        event by event (``_converge``); bokeh's ``Document.apply_json_patch``
+        with a decision per event.
+
+        Returns:
+            str or None : why the document must be resynchronised, if it must
         '''
+        pending = self.outbox.pending()
+        deserializer = Deserializer(list(doc.models), setter=self._setter)
+        try:
+            patch = deserializer.deserialize(message.payload)
+        except UnknownReferenceError as e:
+            if doc.models.seen(e.id):  # as bokeh: updated on one side while removed on the other
+                return None
+            raise
+        reasons: list[str] = []
+
+        def run() -> None:
+            for event in patch["events"]:
+                kind = event.get("kind")
+                action, touch = decide(event, pending)
+                if action is Action.SKIP:
+                    continue
+                if action in (Action.REORDER, Action.REAPPEND):
+                    assert touch is not None
+                    if self._transform(action, event, touch):
+                        continue
+                    action = Action.RESYNC
+                DocumentPatchedEvent.handle_event(doc, event, self._setter)
+                if action is Action.RESYNC and not reasons:
+                    reasons.append(f"a server {kind} crossed a change of ours to the same property, and no "
+                                   "local rule gives the server's result")
+        invoke_with_curdoc(doc, run)
+        doc.models.flush_synced(lambda model: not deserializer.has_ref(model))
+        return reasons[0] if reasons else None
+
+    def _transform(self, action: Action, event: dict[str, Any], touch: Touch) -> bool:
+        ''' Apply a server stream (REORDER) or data replacement (REAPPEND) so
+        that our pending rows come after it, as on the server.
+
+        Returns:
+            bool : whether it applied (False: the columns differ; resync instead)
+        '''
+        source = event["model"]
+        attr = event["attr"]
+        current = getattr(source, attr)
+        rows = touch.rows
+        [rollover] = touch.rollovers
+        if action is Action.REORDER:
+            theirs = event["data"]
+            if set(theirs) != set(current):
+                return False
+            new = {c: join_rows([current[c][:max(0, len(current[c]) - rows)], theirs[c],
+                                 current[c][max(0, len(current[c]) - rows):]], rollover) for c in current}
+        else:
+            theirs = event.get("new", event.get("data"))
+            if not isinstance(theirs, dict) or set(theirs) != set(current):
+                return False
+            new = {c: concat_rows(theirs[c], current[c][max(0, len(current[c]) - rows):], rollover)
+                   for c in current}
+        source.set_from_json(attr, new, setter=self._setter)
+        return True
+
+    def apply_resync(self, reply: Message[Any]) -> bool:
+        ''' Bring the document to a PULL-DOC-REPLY's state in place, keeping
+        our changes made since the request (the reader thread).
+
+        Returns:
+            bool : whether to resynchronise again once our pending changes
+            are acknowledged (one was kept inexactly)
+
+        Raises:
+            UnknownModelType: the server's document has model types this process lacks
+        '''
+        doc = self.document
+        if doc is None:
+            return False
+        with self.lock:
+            self._applying.active = True
+            try:
+                return reconcile(doc, Serialized(reply.content["doc"], reply.buffers), self._setter,
+                                 self.outbox.pending())
+            except DeserializationError as e:
+                unknown = unknown_model_types(reply.content)
+                if not unknown:
+                    raise
+                raise unknown_model_error(unknown, self._url) from e
+            finally:
+                self._applying.active = False
+
+    def apply_pull(self, reply: Message[Any], document: Document) -> bool:
+        ''' Apply a PULL-DOC-REPLY to ``document``, in order with server
+        patches (the reader thread), and bind it if the session has no
+        document yet. The session's own document, if it has content, is
+        brought to the server's state in place (:meth:`apply_resync`), so the
+        model objects the program holds stay in it; any other is replaced.
+
+        Returns:
+            bool : whether to resynchronise again (see :meth:`apply_resync`)
+
+        Raises:
+            UnknownModelType: the server's document has model types this process lacks
+        '''
+        if document is self.document and document.roots:
+            return self.apply_resync(reply)
         with self.lock:
             self._applying.active = True
             try:
@@ -233,6 +360,7 @@ class DocumentSync:
                 self._applying.active = False
             if self.document is None:
                 self.attach(document)
+        return False
 
 
 def unknown_model_types(content: Any) -> list[str]:

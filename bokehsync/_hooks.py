@@ -13,12 +13,13 @@ __all__ = (
 log = logging.getLogger(__name__)
 
 #: The events: ``disconnect`` (an unexpected loss, and reconnecting giving
-#: up), ``reconnect`` (reconnected and resynchronised).
-Kind = Literal["disconnect", "reconnect"]
+#: up), ``reconnect`` (reconnected and resynchronised), ``resync`` (the
+#: document was brought to the server's state after it had diverged).
+Kind = Literal["disconnect", "reconnect", "resync"]
 
 
 class Hooks:
-    ''' Callbacks registered with ``session.on_disconnect`` / ``on_reconnect``.
+    ''' Callbacks registered with ``session.on_disconnect`` / ``on_reconnect`` / ``on_resync``.
 
     Args:
         session (object) : the ``ClientSession``, the first argument of every callback
@@ -26,7 +27,7 @@ class Hooks:
 
     def __init__(self, session: object) -> None:
         self._session = session
-        self._callbacks: dict[str, list[Callable[..., Any]]] = {"disconnect": [], "reconnect": []}
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {"disconnect": [], "reconnect": [], "resync": []}
 
     def add(self, kind: Kind, callback: Callable[..., Any]) -> None:
         ''' Register ``callback`` for ``kind`` events (any thread). '''

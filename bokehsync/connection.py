@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
 from bokeh.protocol.message import Message
@@ -39,7 +39,7 @@ from ._reconnect import Reconnect, as_policy, resync
 from ._requests import Requests
 from ._sender import Sender
 from ._wire import PROTOCOL, Progress, report_progress
-from .exceptions import BokehSyncError, ReplyTimeout
+from .exceptions import BokehSyncError, ConnectionLost, ReplyTimeout
 from .states import CONNECTED_AFTER_ACK, DISCONNECTED, ErrorReason
 
 if TYPE_CHECKING:
@@ -120,6 +120,8 @@ class ClientConnection:
             on_patch=getattr(session, "_handle_patch", self._sync.apply_patch))
         self._requests = Requests(self._link, self._sync, self._sender, timeout)
         self._server_info: dict[str, Any] | None = None
+        self._resyncing: Future[Any] | None = None
+        self._sync.resync = self._resync_soon
         _process.track(self._close_at_exit, self._after_fork)
 
     # Properties --------------------------------------------------------------
@@ -260,13 +262,21 @@ class ClientConnection:
         self._requests.check_can_wait("flush")
         self._link.claim(deadline)
         self._sender.pump(block=True, deadline=deadline)
-        waiting = self._sync.outbox.unacked()
+        waiting: list[Future[Any]] = self._sync.outbox.unacked()
+        resyncing = self._resyncing
+        if resyncing is not None:
+            waiting.append(resyncing)  # the document is in step again when it is done
         if waiting:
             _, not_done = wait(waiting, timeout=deadline.remaining())
             if not_done:
                 raise ReplyTimeout(f"{len(not_done)} document patch(es) not acknowledged within "
                                    f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)
         errors = self._sync.outbox.take_errors()
+        if resyncing is not None and resyncing.done() and resyncing.exception() is not None:
+            error = resyncing.exception()
+            if isinstance(error, BokehSyncError):
+                errors.append(error.rephrased(f"the document could not be brought back in step with the "
+                                              f"server's: {error.message}"))
         if errors:
             if len(errors) > 1:
                 log.error("%d document patches failed; raising the first", len(errors))
@@ -316,7 +326,8 @@ class ClientConnection:
         sync = self._sync
 
         def apply(reply: Message[Any]) -> None:
-            sync.apply_pull(reply, document)
+            if sync.apply_pull(reply, document):
+                self._resync_soon("changes of ours crossed the pull")
             if progress is not None:
                 total = len(reply.content_json) + sum(len(b.data) for b in reply.buffers)
                 report_progress(progress, total, total)
@@ -405,6 +416,35 @@ class ClientConnection:
         if not self._link.wait_for(predicate, deadline):
             raise ReplyTimeout(f"_loop_until: {getattr(predicate, '__name__', 'the predicate')} still false after "
                                f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)
+
+    def _resync_soon(self, reason: str) -> None:
+        ''' The document diverged from the server's: pull the server's document
+        without waiting (any thread, the reader's included); the reply brings
+        it to the server's state in place, in order with server patches
+        (``DocumentSync.apply_resync``). One at a time: a divergence found
+        while one is on its way is repaired by it.
+        '''
+        if self._resyncing is not None or not self.connected:
+            return
+        log.warning("resynchronising the document of %s with the server: %s", self._url, reason)
+        message = PROTOCOL.create('PULL-DOC-REQ')
+        future = self._requests.submit(message, on_reply=self._sync.apply_resync)
+        self._resyncing = future
+        future.add_done_callback(lambda done: self._resynced(done, reason))
+        self._sync.outbox.wake()
+
+    def _resynced(self, future: Future[Any], reason: str) -> None:
+        ''' A resync's reply was applied, or failed (the thread that resolved it). '''
+        self._resyncing = None
+        error = future.exception()
+        if error is None:
+            self._hooks.run("resync", reason)
+            if future.result():
+                self._resync_soon("changes of ours crossed the resync")
+            return
+        if isinstance(error, BokehSyncError) and not isinstance(error, ConnectionLost):
+            log.error("resynchronising the document of %s failed: %s", self._url, error)
+            self._link.abort(error)  # the document cannot follow the server's: this connection ends
 
     def _resync(self) -> None:
         ''' After a reconnect (the reconnect thread): see :func:`_reconnect.resync`. '''
