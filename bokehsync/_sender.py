@@ -27,7 +27,7 @@ from ._outbox import Outbox
 from ._pending import Pending
 from ._transport import Transport, WouldBlockTimeout
 from ._wire import encode_messages
-from .exceptions import BokehSyncError, ConnectionLost, ReplyTimeout
+from .exceptions import BokehSyncError, ConnectionLost, ReplyTimeout, ServerError
 
 __all__ = (
     'CLOSE_HANDSHAKE_TIMEOUT',
@@ -50,15 +50,19 @@ class Sender:
         timeout (float) : seconds a change sent in the background may take
         on_failure (callable) : ``on_failure(cause)``, called (in the sending
             thread) when a write fails: the connection is broken
+        on_rejected (callable) : ``on_rejected(error)``, called (in the thread
+            that resolved it, usually the reader) when the server rejected a
+            PATCH-DOC: the document holds a change the server does not
     '''
 
     def __init__(self, outbox: Outbox, document_lock: threading.RLock, url: str, timeout: float,
-            on_failure: Callable[[ConnectionLost], None]) -> None:
+            on_failure: Callable[[ConnectionLost], None], on_rejected: Callable[[ServerError], None]) -> None:
         self._outbox = outbox
         self._document_lock = document_lock
         self._url = url
         self._timeout = timeout
         self._on_failure = on_failure
+        self._on_rejected = on_rejected
         self.reset()
         outbox.set_writer(self.send_queued)
 
@@ -178,6 +182,9 @@ class Sender:
         '''
         if self._outbox.settled(future):
             self.send_queued()
+        error = future.exception()
+        if isinstance(error, ServerError):
+            self._on_rejected(error)
 
     # Control frames ----------------------------------------------------------
 

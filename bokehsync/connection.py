@@ -107,7 +107,8 @@ class ClientConnection:
         handshake = handshake or HandshakeOptions(websocket_url)
         self._sync = sync or DocumentSync(session, LoopThread(f"bokehsync-ioloop-{name}", io_loop), websocket_url)
         self._hooks = hooks or Hooks(session)
-        self._sender = Sender(self._sync.outbox, self._sync.lock, websocket_url, timeout, self._abort)
+        self._sender = Sender(self._sync.outbox, self._sync.lock, websocket_url, timeout, self._abort,
+                              lambda error: self._resync_soon(f"the server rejected a change of ours: {error.text}"))
         self._link = Link(
             websocket_url, arguments, name=name, options=lambda: handshake.connect_kwargs(session.token),
             max_message_size=max_message_size, timeout=timeout,
