@@ -249,7 +249,6 @@ def test_killing_the_main_process_leaves_no_process_behind(demo_factory, sig):
 
     os.kill(demo.proc.pid, sig)  # the main process only, not its group
     rc = demo.proc.wait(LONG)
-    assert rc == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     try:
         wait_until(lambda: not any(_alive(pid, started) for pid, started in children.items()),
                    what=f"the demo's children to end after {sig.name} of the main process")
@@ -257,6 +256,7 @@ def test_killing_the_main_process_leaves_no_process_behind(demo_factory, sig):
         for pid, started in children.items():
             if _alive(pid, started):
                 os.kill(pid, signal.SIGKILL)
+    assert rc == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     if sig == signal.SIGTERM:
         demo.finish()
         assert "Stopping (SIGTERM)." in demo.lines
