@@ -194,4 +194,5 @@ def explain_missing_app(url: str, session_id: str | None = None, timeout: float 
     except ConnectionFailed as e:
         if getattr(e, "status", None) != 404:
             raise
-        raise CommandError(missing_app_message(url, session_id, timeout), EXIT_UNREACHABLE) from e
+        # At most 10 s more to say which apps exist, whatever the command's --timeout.
+        raise CommandError(missing_app_message(url, session_id, min(timeout, 10.0)), EXIT_UNREACHABLE) from e
