@@ -63,6 +63,8 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
+_SCALARS = (int, float, str, bool, type(None))
+
 
 class DocumentSync:
     ''' One session's document, kept in step with the server's.
@@ -258,6 +260,14 @@ class DocumentSync:
                 return None
             raise
         reasons: list[str] = []
+        # The server drops a whole PATCH-DOC of ours, with an OK and no ERROR,
+        # if it names a model another client removed meanwhile (bokeh's
+        # Document.apply_json_patch, "previously known reference"): if this
+        # patch may remove models, look for removed ones afterwards.
+        removes = any(event.get("kind") == "RootRemoved"
+                      or (event.get("kind") == "ModelChanged" and not isinstance(event.get("new"), _SCALARS))
+                      for event in patch["events"])
+        before = {model.id for model in doc.models} if removes else set()
 
         def run() -> None:
             for event in patch["events"]:
@@ -276,6 +286,9 @@ class DocumentSync:
                                    "local rule gives the server's result")
         invoke_with_curdoc(doc, run)
         doc.models.flush_synced(lambda model: not deserializer.has_ref(model))
+        if removes and not reasons and before - {model.id for model in doc.models}:
+            reasons.append("a server change removed models while changes of ours were on their way (the "
+                           "server drops a change that names a removed model)")
         return reasons[0] if reasons else None
 
     def _transform(self, action: Action, event: dict[str, Any], touch: Touch) -> bool:

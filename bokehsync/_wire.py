@@ -21,7 +21,7 @@ from bokeh.protocol.message import Message
 
 from . import _frames
 from ._compat import add_buffers
-from ._events import PATCH_BYTES
+from ._events import PATCH_BYTES, Grouping, risk_of_rep
 from .exceptions import ProtocolViolation
 
 __all__ = (
@@ -114,23 +114,28 @@ def merge_patches(patches: list[Message[Any]]) -> Message[Any]:
 
 def merge_runs(messages: list[Message[Any]], limit: int = PATCH_BYTES) -> list[Message[Any]]:
     ''' ``messages`` with each run of neighbouring PATCH-DOCs merged into as
-    few as fit ``limit`` bytes each; other messages stay where they are.
+    few as fit ``limit`` bytes each and ``_events.Grouping`` allows; other
+    messages stay where they are.
     '''
     out: list[Message[Any]] = []
     run: list[Message[Any]] = []
     size = 0
+    grouping = Grouping()
     for message in messages:
         if message.msgtype == "PATCH-DOC":
             n = patch_bytes(message)
-            if run and size + n > limit:
+            risks = [risk_of_rep(rep) for rep in message.content["events"]]
+            if run and (size + n > limit or not grouping.admits_all(risks)):
                 out.append(merge_patches(run))
-                run, size = [], 0
+                run, size, grouping = [], 0, Grouping()
+            for risk in risks:
+                grouping.add(risk)
             run.append(message)
             size += n
             continue
         if run:
             out.append(merge_patches(run))
-            run, size = [], 0
+            run, size, grouping = [], 0, Grouping()
         out.append(message)
     if run:
         out.append(merge_patches(run))

@@ -61,7 +61,7 @@ def test_wrong_app_path_lists_the_apps_and_suggests_the_closest(server, capsys, 
     assert main(_args(command, server.url("/sliderr"))) == EXIT_UNREACHABLE
     err = _error(capsys, command)
     assert f"no Bokeh application at {server.url('/sliderr')} (HTTP 404)" in err
-    assert "The server's applications: /big, /empty, /slider, /stream." in err
+    assert f"The server's applications: {', '.join(sorted(APPS))}." in err
     suggested = SUGGESTION.search(err).group(1)
     assert suggested == server.url("/slider")
     assert main(["info", suggested]) == EXIT_OK
@@ -78,7 +78,7 @@ def test_wrong_app_path_far_from_every_app_lists_them_without_a_guess(server, ca
     ''' A path like none of the apps: the list, and no far-fetched "did you mean". '''
     assert main(["info", server.url("/quarterly-report")]) == EXIT_UNREACHABLE
     err = _error(capsys, "info")
-    assert "The server's applications: /big, /empty, /slider, /stream." in err
+    assert f"The server's applications: {', '.join(sorted(APPS))}." in err
     assert not SUGGESTION.search(err)
 
 
@@ -94,7 +94,7 @@ def test_wrong_app_path_under_a_prefix(prefixed, capsys):
     ''' A server under a prefix lists its apps on the prefix's root page; they are named with it. '''
     assert main(["info", prefixed.url("/pre/emtpy")]) == EXIT_UNREACHABLE
     err = _error(capsys, "info")
-    assert "/pre/big, /pre/empty, /pre/slider, /pre/stream" in err
+    assert ", ".join(f"/pre{app}" for app in sorted(APPS)) in err
     suggested = SUGGESTION.search(err).group(1)
     assert suggested == prefixed.url("/pre/empty")
     assert main(["info", suggested]) == EXIT_OK

@@ -106,3 +106,37 @@ def test_fuzz_assembly_raises_only_protocol_violation(sequence):
             assembler.feed(fragment)
     except ProtocolViolation:
         pass
+
+
+def test_a_change_that_can_fail_goes_first_in_its_patch_doc():
+    ''' Merging never puts a patch or stream after other changes in one PATCH-DOC: the server keeps (and
+    never broadcasts) what a rejected PATCH-DOC applied before the failing change. Streams to one source
+    with the same columns still merge, as do property sets after a risky change. '''
+    from bokeh.models import Range1d
+
+    from bokehsync._wire import merge_runs
+    document = Document()
+    source = ColumnDataSource(data={"x": np.zeros(3)})
+    other = ColumnDataSource(data={"y": np.zeros(3)})
+    r = Range1d()
+    for model in (source, other, r):
+        document.add_root(model)
+    events: list = []
+
+    class Recorder:
+        def _document_patched(self, event):
+            events.append(event)
+    document.callbacks.on_change_dispatch_to(Recorder())
+
+    plan = [lambda: setattr(r, "start", 1), lambda: source.stream({"x": np.ones(1)}),
+            lambda: source.stream({"x": np.ones(2)}), lambda: setattr(r, "start", 2),
+            lambda: source.patch({"x": [(0, 5.0)]}), lambda: setattr(r, "end", 9),
+            lambda: other.stream({"y": np.ones(1)}), lambda: source.stream({"x": np.ones(1)})]
+    messages = []
+    for change in plan:
+        change()
+        messages.append(PROTOCOL.create("PATCH-DOC", events[-1:]))
+    merged = merge_runs(messages)
+    kinds = [[e["kind"] for e in m.content["events"]] for m in merged]
+    assert kinds == [["ModelChanged"], ["ColumnsStreamed", "ColumnsStreamed", "ModelChanged"],
+                     ["ColumnsPatched", "ModelChanged"], ["ColumnsStreamed"], ["ColumnsStreamed"]]
