@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bokeh.client.util import websocket_url_for_server_url
 from bokeh.resources import DEFAULT_SERVER_HTTP_URL
-from bokeh.util.token import generate_session_id
 
 from ._browser import show_session
 from ._deadline import check_timeout
 from ._docsync import DocumentSync
 from ._handshake import DEFAULT_TOKEN_EXPIRATION, HandshakeOptions, to_websocket_url
 from ._hooks import Hooks
+from ._legacy import BokehClientHooks
 from ._loop import LoopThread
 from ._params import shared_args
 from ._reconnect import Reconnect
@@ -34,9 +34,7 @@ from .exceptions import ConnectionFailed, UnknownModelType
 if TYPE_CHECKING:
     from bokeh.core.types import ID
     from bokeh.document import Document
-    from bokeh.document.events import DocumentPatchedEvent, SessionCallbackAdded, SessionCallbackRemoved
     from bokeh.models.ui import UIElement
-    from bokeh.protocol.message import Message
     from tornado.ioloop import IOLoop
 
     from .states import ErrorReason
@@ -61,7 +59,7 @@ def _extras(**given: Any) -> dict[str, Any]:
 
 
 @shared_args()
-class ClientSession:
+class ClientSession(BokehClientHooks):
     ''' A connection to one server-side session, and its document.
 
     ``session.document`` is kept in step both ways while connected: local
@@ -416,35 +414,3 @@ class ClientSession:
         '''
         self._hooks.add("reconnect", callback)
         return callback
-
-    # Hooks of bokeh.client's ClientSession, kept for code that uses them -----
-
-    def _attach_document(self, document: Document) -> None:
-        with self._sync.lock:
-            self._sync.attach(document)
-
-    def _document_patched(self, event: DocumentPatchedEvent) -> None:
-        ''' A change of ``session.document`` (bokeh calls this in the thread that made it). '''
-        self._sync.on_change(event)
-
-    def _handle_patch(self, message: Message[Any]) -> None:
-        ''' Apply a server PATCH-DOC. '''
-        self._sync.apply_patch(message)
-
-    @classmethod
-    def _ensure_session_id(cls, session_id: ID | None) -> ID:
-        return session_id if session_id is not None else generate_session_id()
-
-    def _loop_until_closed(self) -> None:
-        ''' Block until the connection closes. '''
-        self._connection.loop_until_closed()
-
-    def _notify_disconnected(self) -> None:
-        ''' The connection closed for good: stop listening to the document. '''
-        self._sync.detach()
-
-    def _session_callback_added(self, event: SessionCallbackAdded) -> None:
-        self._sync.callbacks.add_session_callback(event.callback)
-
-    def _session_callback_removed(self, event: SessionCallbackRemoved) -> None:
-        self._sync.callbacks.remove_session_callback(event.callback)

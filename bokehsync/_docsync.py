@@ -33,17 +33,13 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from bokeh.core.serialization import DeserializationError, Deserializer, Serialized, UnknownReferenceError
-from bokeh.document.callbacks import invoke_with_curdoc
-from bokeh.document.events import DocumentPatchedEvent
+from bokeh.core.serialization import DeserializationError, Serialized
 
-from ._converge import Action, Touch, decide
+from ._crossing import apply_crossing
 from ._events import is_heavy, size_groups
 from ._outbox import Outbox
-from ._reconcile import reconcile
-from ._streams import concat_rows, join_rows
+from ._reconcile import reconcile, unknown_model_error, unknown_model_types
 from ._wire import PROTOCOL
-from .exceptions import UnknownModelType
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,13 +53,9 @@ if TYPE_CHECKING:
 
 __all__ = (
     'DocumentSync',
-    'unknown_model_error',
-    'unknown_model_types',
 )
 
 log = logging.getLogger(__name__)
-
-_SCALARS = (int, float, str, bool, type(None))
 
 
 class DocumentSync:
@@ -233,7 +225,7 @@ class DocumentSync:
         with self.lock:
             try:
                 if self.outbox.has_pending():
-                    reason = self._apply_crossing(message, doc)
+                    reason = apply_crossing(doc, message, self.outbox.pending(), self._setter)
                 else:
                     message.apply_to_document(doc, self._setter)  # type: ignore[attr-defined]  # a PATCH-DOC
                     reason = None
@@ -242,81 +234,6 @@ class DocumentSync:
                 reason = f"a server change could not be applied to the document: {e!r}"
         if reason is not None:
             self.resync(reason)
-
-    def _apply_crossing(self, message: Message[Any], doc: Document) -> str | None:
-        ''' Apply a server PATCH-DOC while changes of ours are on their way,
-        event by event (``_converge``); bokeh's ``Document.apply_json_patch``
-        with a decision per event.
-
-        Returns:
-            str or None : why the document must be resynchronised, if it must
-        '''
-        pending = self.outbox.pending()
-        deserializer = Deserializer(list(doc.models), setter=self._setter)
-        try:
-            patch = deserializer.deserialize(message.payload)
-        except UnknownReferenceError as e:
-            if doc.models.seen(e.id):  # as bokeh: updated on one side while removed on the other
-                return None
-            raise
-        reasons: list[str] = []
-        # The server drops a whole PATCH-DOC of ours, with an OK and no ERROR,
-        # if it names a model another client removed meanwhile (bokeh's
-        # Document.apply_json_patch, "previously known reference"): if this
-        # patch may remove models, look for removed ones afterwards.
-        removes = any(event.get("kind") == "RootRemoved"
-                      or (event.get("kind") == "ModelChanged" and not isinstance(event.get("new"), _SCALARS))
-                      for event in patch["events"])
-        before = {model.id for model in doc.models} if removes else set()
-
-        def run() -> None:
-            for event in patch["events"]:
-                kind = event.get("kind")
-                action, touch = decide(event, pending)
-                if action is Action.SKIP:
-                    continue
-                if action in (Action.REORDER, Action.REAPPEND):
-                    assert touch is not None
-                    if self._transform(action, event, touch):
-                        continue
-                    action = Action.RESYNC
-                DocumentPatchedEvent.handle_event(doc, event, self._setter)
-                if action is Action.RESYNC and not reasons:
-                    reasons.append(f"a server {kind} crossed a change of ours to the same property, and no "
-                                   "local rule gives the server's result")
-        invoke_with_curdoc(doc, run)
-        doc.models.flush_synced(lambda model: not deserializer.has_ref(model))
-        if removes and not reasons and before - {model.id for model in doc.models}:
-            reasons.append("a server change removed models while changes of ours were on their way (the "
-                           "server drops a change that names a removed model)")
-        return reasons[0] if reasons else None
-
-    def _transform(self, action: Action, event: dict[str, Any], touch: Touch) -> bool:
-        ''' Apply a server stream (REORDER) or data replacement (REAPPEND) so
-        that our pending rows come after it, as on the server.
-
-        Returns:
-            bool : whether it applied (False: the columns differ; resync instead)
-        '''
-        source = event["model"]
-        attr = event["attr"]
-        current = getattr(source, attr)
-        rows = touch.rows
-        [rollover] = touch.rollovers
-        if action is Action.REORDER:
-            theirs = event["data"]
-            if set(theirs) != set(current):
-                return False
-            new = {c: join_rows([current[c][:max(0, len(current[c]) - rows)], theirs[c],
-                                 current[c][max(0, len(current[c]) - rows):]], rollover) for c in current}
-        else:
-            theirs = event.get("new", event.get("data"))
-            if not isinstance(theirs, dict) or set(theirs) != set(current):
-                return False
-            new = {c: concat_rows(theirs[c], current[c][max(0, len(current[c]) - rows):], rollover)
-                   for c in current}
-        source.set_from_json(attr, new, setter=self._setter)
-        return True
 
     def apply_resync(self, reply: Message[Any]) -> bool:
         ''' Bring the document to a PULL-DOC-REPLY's state in place, keeping
@@ -375,40 +292,3 @@ class DocumentSync:
                 self.attach(document)
         return False
 
-
-def unknown_model_types(content: Any) -> list[str]:
-    ''' The model type names in serialized document content (a PULL-DOC-REPLY's,
-    or a PATCH-DOC's) that no model class of this process has, sorted.
-    '''
-    from bokeh.model import Model
-    known = Model.model_class_reverse_map
-    found: set[str] = set()
-    stack = [content]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            name = item.get("name")
-            if item.get("type") == "object" and isinstance(name, str) and name not in known and name != "Figure":
-                found.add(name)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return sorted(found)
-
-
-def unknown_model_error(names: list[str], url: str | None) -> UnknownModelType:
-    ''' The error for a document whose model types ``names`` this process lacks. '''
-    modules = sorted({name.rsplit(".", 1)[0] for name in names if "." in name})
-    packages = sorted({module.split(".", 1)[0] for module in modules})
-    types = ", ".join(repr(name) for name in names)
-    if modules:
-        todo = (f"import {', '.join(modules)} before pulling (i.e. `import {', '.join(packages)}`)"
-                if modules != packages else f"`import {', '.join(packages)}` before pulling")
-    else:
-        todo = "define or import the model classes of those names before pulling"
-    message = (f"the session's document uses model type(s) {types}, which this process does not define: "
-               f"{todo}. A client needs the same model classes as the server (bokehsync does not import "
-               "modules named by a server)")
-    first = names[0]
-    return UnknownModelType(message, url, type_name=first,
-                            module=first.rsplit(".", 1)[0] if "." in first else "", type_names=tuple(names))

@@ -115,6 +115,11 @@ class Link:
         self._reconnector: Reconnector | None = None
 
     @property
+    def connected(self) -> bool:
+        ''' Whether the websocket is open and the server sent its ACK. '''
+        return isinstance(self.state, CONNECTED_AFTER_ACK)
+
+    @property
     def reader_thread(self) -> threading.Thread | None:
         reader = self._reader
         return reader.thread if reader is not None else None
@@ -371,14 +376,27 @@ class Link:
 
     # Forking -----------------------------------------------------------------
 
-    def after_fork(self) -> bool:
+    def after_fork(self) -> None:
         ''' In a forked child, before any other code of it runs: release the
-        parent's socket (this process's descriptors only) and forget its
-        threads. A link open in the parent reconnects on first use here.
-
-        Returns:
-            bool : whether the link will reconnect on first use
+        parent's socket (this process's descriptors only), forget its threads
+        and its queued changes. A link open in the parent opens the child's
+        own connection on first use: the first change made here
+        (:meth:`_first_change_in_child`), or the first call (:meth:`claim`).
         '''
+        self._sender.reset()
+        reconnects = self._forget_parent()
+        self._sync.after_fork(accept_changes=reconnects)
+        if reconnects:
+            self._sync.outbox.set_writer(self._first_change_in_child)
+
+    def _first_change_in_child(self) -> None:
+        ''' The outbox's writer until the child's first change: connect, then send. '''
+        self._sync.outbox.set_writer(self._sender.send_queued)
+        self.claim(Deadline(self._timeout))
+        self._sender.send_queued()
+
+    def _forget_parent(self) -> bool:
+        ''' Returns whether the link was open in the parent (and reconnects on first use). '''
         transport = self._transport
         state, closing = self.state, self.closing
         was_open = not closing and (isinstance(state, (CONNECTED_BEFORE_ACK, CONNECTED_AFTER_ACK))

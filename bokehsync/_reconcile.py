@@ -30,12 +30,15 @@ from bokeh.model.util import collect_models
 
 from ._converge import Pending, Touch
 from ._streams import concat_rows
+from .exceptions import UnknownModelType
 
 if TYPE_CHECKING:
     from bokeh.document import Document
 
 __all__ = (
     'reconcile',
+    'unknown_model_error',
+    'unknown_model_types',
 )
 
 
@@ -151,3 +154,41 @@ def _unstable_default(model: Model, name: str) -> bool:
         return bool(model.lookup(name).property._may_have_unstable_default())
     except AttributeError:
         return True
+
+
+def unknown_model_types(content: Any) -> list[str]:
+    ''' The model type names in serialized document content (a PULL-DOC-REPLY's,
+    or a PATCH-DOC's) that no model class of this process has, sorted.
+    '''
+    from bokeh.model import Model
+    known = Model.model_class_reverse_map
+    found: set[str] = set()
+    stack = [content]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            name = item.get("name")
+            if item.get("type") == "object" and isinstance(name, str) and name not in known and name != "Figure":
+                found.add(name)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(found)
+
+
+def unknown_model_error(names: list[str], url: str | None) -> UnknownModelType:
+    ''' The error for a document whose model types ``names`` this process lacks. '''
+    modules = sorted({name.rsplit(".", 1)[0] for name in names if "." in name})
+    packages = sorted({module.split(".", 1)[0] for module in modules})
+    types = ", ".join(repr(name) for name in names)
+    if modules:
+        todo = (f"import {', '.join(modules)} before pulling (i.e. `import {', '.join(packages)}`)"
+                if modules != packages else f"`import {', '.join(packages)}` before pulling")
+    else:
+        todo = "define or import the model classes of those names before pulling"
+    message = (f"the session's document uses model type(s) {types}, which this process does not define: "
+               f"{todo}. A client needs the same model classes as the server (bokehsync does not import "
+               "modules named by a server)")
+    first = names[0]
+    return UnknownModelType(message, url, type_name=first,
+                            module=first.rsplit(".", 1)[0] if "." in first else "", type_names=tuple(names))

@@ -5,7 +5,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .exceptions import BokehSyncError, ConnectionLost
 
@@ -13,13 +12,7 @@ __all__ = (
     'Reconnect',
     'Reconnector',
     'as_policy',
-    'resync',
 )
-
-if TYPE_CHECKING:
-    from bokeh.document import Document
-
-    from ._docsync import DocumentSync
 
 log = logging.getLogger(__name__)
 
@@ -148,36 +141,3 @@ class Reconnector:
             failed.__cause__ = e
             self._finish(failed)
 
-
-def resync(sync: DocumentSync, *, push: Callable[[Document], object], pull: Callable[[Document], object],
-        url: str) -> None:
-    ''' Bring the server and the session's document together after a reconnect.
-
-    A pushed session pushes its document again: its state wins, changes made
-    while disconnected included. A pulled session pulls again: the server's
-    state wins, as in BokehJS; changes made while disconnected are lost, and
-    the next ``flush()`` raises ``ConnectionLost`` saying how many.
-
-    Args:
-        sync (DocumentSync) : the session's document side
-        push, pull (callable) : ``push(document)`` / ``pull(document)``, blocking
-        url (str) : named in the exception
-
-    Raises:
-        BokehSyncError: the push or pull failed
-    '''
-    doc = sync.document
-    if doc is None:
-        return
-    if sync.mode == "push":
-        push(doc)
-        sync.outbox.take_offline_changes()
-        sync.outbox.forget_lost()
-        return
-    pull(doc)
-    lost = sync.outbox.take_offline_changes()
-    if lost:
-        error = ConnectionLost(f"{lost} document change(s) made while disconnected were not sent: the session "
-                               "was pulled again and the server's state won", url)
-        log.error("%s", error)
-        sync.outbox.add_error(error)

@@ -95,6 +95,23 @@ class Requests:
         exc.__cause__ = error
         return exc
 
+    def wait_until(self, predicate: Callable[[], object], timeout: float | None) -> None:
+        ''' Block until ``predicate()`` is true (``ClientConnection._loop_until``):
+        re-checked after every message and every ``_link.POLL`` seconds.
+        A connection never connected connects first, as bokeh.client's does
+        (its ``connect()`` is ``_loop_until(connected_or_closed)``).
+
+        Raises:
+            ReplyTimeout, RuntimeError
+        '''
+        deadline = self.deadline(timeout)
+        self.check_can_wait("wait in _loop_until")
+        self._link.claim(deadline)
+        self._link.connect(deadline)
+        if not self._link.wait_for(predicate, deadline):
+            raise ReplyTimeout(f"_loop_until: {getattr(predicate, '__name__', 'the predicate')} still false after "
+                               f"{deadline.timeout} s", self._link.url, msgid=None, timeout=deadline.timeout)
+
     def request(self, message: Message[Any], *, on_reply: Callable[[Message[Any]], Any] | None = None,
             timeout: float | None = None, what: str = "", progress: Callable[[int, int | None], Any] | None = None,
             ) -> Any:

@@ -2,21 +2,14 @@
 API of ``bokeh.client.connection.ClientConnection``.
 
 It puts together the parts that do the work, each in a module of its own:
-
-* ``_link``: the websocket's lifecycle (connect, lose, reconnect, close,
-  fork), with ``_connect`` (the upgrade and the ACK), ``_reader`` (the
-  reader thread ``bokehsync-reader-<session>``) and ``_reconnect`` (the
-  opt-in thread ``bokehsync-reconnect-<session>``);
-* ``_requests``: blocking requests and their replies, by msgid;
-* ``_sender``: writes the session's outbox (``_outbox``) to the socket;
-* ``_docsync``: the session's document, its lock, and applying server changes;
-* ``_process``: closing at interpreter exit, and fork.
-
-Locks, always taken in this order, and never held while waiting for a reply:
-``send_lock`` (``_sender``), the document lock ``session.lock``,
-``state_mutex`` (``_link``), then the leaves ``outbox_mutex``,
-``pending_mutex`` and ``socket_mutex``. ``docs/architecture.rst`` draws the
-threads and the path of a change, a request and a server patch.
+``_link`` (the websocket's lifecycle and the reader and reconnect threads),
+``_requests`` (requests and their replies), ``_sender`` (writes the
+session's ``_outbox``), ``_docsync`` (the document and its lock), ``_resync``
+and ``_process`` (exit and fork). Locks, in the order they are taken, and
+never held while waiting for a reply: ``send_lock``, ``session.lock``,
+``state_mutex``, then ``outbox_mutex``, ``pending_mutex``, ``socket_mutex``.
+``docs/architecture.rst`` draws the threads and the path of a change, a
+request, a server patch and a reconnect.
 '''
 from __future__ import annotations
 
@@ -35,12 +28,13 @@ from ._handshake import HandshakeOptions
 from ._hooks import Hooks
 from ._link import Link
 from ._loop import LoopThread
-from ._reconnect import Reconnect, as_policy, resync
+from ._reconnect import Reconnect, as_policy
 from ._requests import Requests
+from ._resync import Resync
 from ._sender import Sender
 from ._wire import PROTOCOL, Progress, report_progress
-from .exceptions import BokehSyncError, ConnectionLost, ReplyTimeout
-from .states import CONNECTED_AFTER_ACK, DISCONNECTED, ErrorReason
+from .exceptions import BokehSyncError, ReplyTimeout
+from .states import DISCONNECTED, ErrorReason
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -108,29 +102,29 @@ class ClientConnection:
         self._sync = sync or DocumentSync(session, LoopThread(f"bokehsync-ioloop-{name}", io_loop), websocket_url)
         self._hooks = hooks or Hooks(session)
         self._sender = Sender(self._sync.outbox, self._sync.lock, websocket_url, timeout, self._abort,
-                              lambda error: self._resync_soon(f"the server rejected a change of ours: {error.text}"))
+                              lambda error: self._resync.soon(f"the server rejected a change of ours: {error.text}"))
         self._link = Link(
             websocket_url, arguments, name=name, options=lambda: handshake.connect_kwargs(session.token),
             max_message_size=max_message_size, timeout=timeout,
             keepalive=(None if ping_interval is None else check_timeout(ping_interval, "ping_interval"),
                        check_timeout(ping_timeout, "ping_timeout")),
-            policy=as_policy(reconnect), resync=self._resync, sync=self._sync,
+            policy=as_policy(reconnect), resync=self._resync_after_reconnect, sync=self._sync,
             sender=self._sender, hooks=self._hooks,
             # bokeh.client's connection hands server patches to this hook of
             # the session: overrides and mocks of it see every one.
             on_patch=getattr(session, "_handle_patch", self._sync.apply_patch))
         self._requests = Requests(self._link, self._sync, self._sender, timeout)
         self._server_info: dict[str, Any] | None = None
-        self._resyncing: Future[Any] | None = None
-        self._sync.resync = self._resync_soon
-        _process.track(self._close_at_exit, self._after_fork)
+        self._resync = Resync(self._sync, self._requests, self._link, self._hooks, websocket_url)
+        self._sync.resync = self._resync.soon
+        _process.track(self._close_at_exit, self._link.after_fork)
 
     # Properties --------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         ''' Whether the websocket is open and the server has sent its ACK. '''
-        return isinstance(self._link.state, CONNECTED_AFTER_ACK)
+        return self._link.connected
 
     @property
     def io_loop(self) -> IOLoop:
@@ -219,7 +213,7 @@ class ClientConnection:
                 after the connection is closed
         '''
         if os.getpid() != self._link.pid:
-            self._after_fork()  # forked without the fork handler: release the parent's socket
+            self._link.after_fork()  # forked without the fork handler: release the parent's socket
         was_open = self._link.begin_close()
         flush_error: BokehSyncError | None = None
         if was_open:
@@ -264,7 +258,7 @@ class ClientConnection:
         self._link.claim(deadline)
         self._sender.pump(block=True, deadline=deadline)
         waiting: list[Future[Any]] = self._sync.outbox.unacked()
-        resyncing = self._resyncing
+        resyncing = self._resync.outstanding
         if resyncing is not None:
             waiting.append(resyncing)  # the document is in step again when it is done
         if waiting:
@@ -273,11 +267,9 @@ class ClientConnection:
                 raise ReplyTimeout(f"{len(not_done)} document patch(es) not acknowledged within "
                                    f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)
         errors = self._sync.outbox.take_errors()
-        if resyncing is not None and resyncing.done() and resyncing.exception() is not None:
-            error = resyncing.exception()
-            if isinstance(error, BokehSyncError):
-                errors.append(error.rephrased(f"the document could not be brought back in step with the "
-                                              f"server's: {error.message}"))
+        failed = Resync.failure(resyncing)
+        if failed is not None:
+            errors.append(failed)
         if errors:
             if len(errors) > 1:
                 log.error("%d document patches failed; raising the first", len(errors))
@@ -328,7 +320,7 @@ class ClientConnection:
 
         def apply(reply: Message[Any]) -> None:
             if sync.apply_pull(reply, document):
-                self._resync_soon("changes of ours crossed the pull")
+                self._resync.soon("changes of ours crossed the pull")
             if progress is not None:
                 total = len(reply.content_json) + sum(len(b.data) for b in reply.buffers)
                 report_progress(progress, total, total)
@@ -391,13 +383,10 @@ class ClientConnection:
 
     def _loop_until(self, predicate: Callable[[], object], *, timeout: float | None = None) -> None:
         ''' Block until ``predicate()`` is true (kept from bokeh.client, whose
-        test helpers and users wait with it).
-
-        ``predicate`` is re-checked after every message the reader thread
-        handles, and every 50 ms for conditions that no message announces
-        (state on the server's side, another thread's flag). As with
-        bokeh.client, a connection never connected connects first. bokeh.client
-        waits forever; this waits up to the connection's timeout.
+        test helpers and users wait with it): re-checked after every message
+        the reader thread handles, and every 50 ms for conditions no message
+        announces. As with bokeh.client, a connection never connected connects
+        first; bokeh.client waits forever, this up to the timeout.
 
         Args:
             predicate (callable) : ``predicate() -> bool``, called on this thread
@@ -408,49 +397,11 @@ class ClientConnection:
             ReplyTimeout: still false after ``timeout``
             RuntimeError: called from the reader thread or holding ``session.lock``
         '''
-        deadline = self._requests.deadline(timeout)
-        self._requests.check_can_wait("wait in _loop_until")
-        self._link.claim(deadline)
-        # bokeh.client's connect() is _loop_until(connected_or_closed): its
-        # _loop_until connects a connection that was never connected.
-        self._link.connect(deadline)
-        if not self._link.wait_for(predicate, deadline):
-            raise ReplyTimeout(f"_loop_until: {getattr(predicate, '__name__', 'the predicate')} still false after "
-                               f"{deadline.timeout} s", self._url, msgid=None, timeout=deadline.timeout)
+        self._requests.wait_until(predicate, timeout)
 
-    def _resync_soon(self, reason: str) -> None:
-        ''' The document diverged from the server's: pull the server's document
-        without waiting (any thread, the reader's included); the reply brings
-        it to the server's state in place, in order with server patches
-        (``DocumentSync.apply_resync``). One at a time: a divergence found
-        while one is on its way is repaired by it.
-        '''
-        if self._resyncing is not None or not self.connected:
-            return
-        log.warning("resynchronising the document of %s with the server: %s", self._url, reason)
-        message = PROTOCOL.create('PULL-DOC-REQ')
-        future = self._requests.submit(message, on_reply=self._sync.apply_resync)
-        self._resyncing = future
-        future.add_done_callback(lambda done: self._resynced(done, reason))
-        self._sync.outbox.wake()
-
-    def _resynced(self, future: Future[Any], reason: str) -> None:
-        ''' A resync's reply was applied, or failed (the thread that resolved it). '''
-        self._resyncing = None
-        error = future.exception()
-        if error is None:
-            self._hooks.run("resync", reason)
-            if future.result():
-                self._resync_soon("changes of ours crossed the resync")
-            return
-        if isinstance(error, BokehSyncError) and not isinstance(error, ConnectionLost):
-            log.error("resynchronising the document of %s failed: %s", self._url, error)
-            self._link.abort(error)  # the document cannot follow the server's: this connection ends
-
-    def _resync(self) -> None:
-        ''' After a reconnect (the reconnect thread): see :func:`_reconnect.resync`. '''
-        resync(self._sync, push=lambda doc: self.push_doc(doc), pull=lambda doc: self.pull_doc(doc),
-               url=self._url)
+    def _resync_after_reconnect(self) -> None:
+        ''' After a reconnect (the reconnect thread): push or pull again (``_resync``). '''
+        self._resync.after_reconnect(push=lambda doc: self.push_doc(doc), pull=lambda doc: self.pull_doc(doc))
 
     def _abort(self, cause: BokehSyncError) -> None:
         ''' Writing failed (a sending thread): the link is broken. '''
@@ -461,20 +412,3 @@ class ClientConnection:
         if self._link.pid == os.getpid() and self.connected:
             self.close("interpreter exit", timeout=min(self.timeout, 5.0))
 
-    def _after_fork(self) -> None:
-        ''' In a forked child, before its own code runs: forget the parent's
-        socket, threads and queued changes. A connection open in the parent
-        opens the child's own on first use: the first change made here
-        (:meth:`_first_change_in_child`), or the first call.
-        '''
-        self._sender.reset()
-        reconnects = self._link.after_fork()
-        self._sync.after_fork(accept_changes=reconnects)
-        if reconnects:
-            self._sync.outbox.set_writer(self._first_change_in_child)
-
-    def _first_change_in_child(self) -> None:
-        ''' The outbox's writer until the child's first change: connect, then send. '''
-        self._sync.outbox.set_writer(self._sender.send_queued)
-        self._link.claim(self._requests.deadline(None))
-        self._sender.send_queued()

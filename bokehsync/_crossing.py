@@ -1,0 +1,110 @@
+''' Applying a server PATCH-DOC that crosses changes of ours still on their
+way, event by event, by the rules of ``_converge``: skip an event, apply it,
+or apply it rearranged (a stream's rows before our pending rows, our pending
+rows after a data replacement), and say when only a resync can repair the
+document.
+'''
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bokeh.core.serialization import Deserializer, UnknownReferenceError
+from bokeh.document.callbacks import invoke_with_curdoc
+from bokeh.document.events import DocumentPatchedEvent
+
+from ._converge import Action, Pending, Touch, decide
+from ._streams import concat_rows, join_rows
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+    from bokeh.protocol.message import Message
+
+__all__ = (
+    'apply_crossing',
+)
+
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def apply_crossing(doc: Document, message: Message[Any], pending: Pending, setter: Any) -> str | None:
+    ''' Apply a server PATCH-DOC to ``doc`` while changes of ours are on their
+    way, event by event: bokeh's ``Document.apply_json_patch`` with a
+    decision of ``_converge`` per event. Called holding the document lock.
+
+    Args:
+        doc (Document) : the session's document
+        message (Message) : the server's PATCH-DOC
+        pending (Pending) : what our changes not yet applied by the server touch
+        setter (object) : the session, the setter of the changes made here
+
+    Returns:
+        str or None : why the document must be resynchronised, if it must
+
+    Raises:
+        UnknownReferenceError: the patch names a model the document never had
+    '''
+    deserializer = Deserializer(list(doc.models), setter=setter)
+    try:
+        patch = deserializer.deserialize(message.payload)
+    except UnknownReferenceError as e:
+        if doc.models.seen(e.id):  # as bokeh: updated on one side while removed on the other
+            return None
+        raise
+    reasons: list[str] = []
+    # The server drops a whole PATCH-DOC of ours, with an OK and no ERROR,
+    # if it names a model another client removed meanwhile (bokeh's
+    # Document.apply_json_patch, "previously known reference"): if this
+    # patch may remove models, look for removed ones afterwards.
+    removes = any(event.get("kind") == "RootRemoved"
+                  or (event.get("kind") == "ModelChanged" and not isinstance(event.get("new"), _SCALARS))
+                  for event in patch["events"])
+    before = {model.id for model in doc.models} if removes else set()
+
+    def run() -> None:
+        for event in patch["events"]:
+            kind = event.get("kind")
+            action, touch = decide(event, pending)
+            if action is Action.SKIP:
+                continue
+            if action in (Action.REORDER, Action.REAPPEND):
+                assert touch is not None
+                if _transform(action, event, touch, setter):
+                    continue
+                action = Action.RESYNC
+            DocumentPatchedEvent.handle_event(doc, event, setter)
+            if action is Action.RESYNC and not reasons:
+                reasons.append(f"a server {kind} crossed a change of ours to the same property, and no "
+                               "local rule gives the server's result")
+    invoke_with_curdoc(doc, run)
+    doc.models.flush_synced(lambda model: not deserializer.has_ref(model))
+    if removes and not reasons and before - {model.id for model in doc.models}:
+        reasons.append("a server change removed models while changes of ours were on their way (the "
+                       "server drops a change that names a removed model)")
+    return reasons[0] if reasons else None
+
+def _transform(action: Action, event: dict[str, Any], touch: Touch, setter: Any) -> bool:
+    ''' Apply a server stream (REORDER) or data replacement (REAPPEND) so
+    that our pending rows come after it, as on the server.
+
+    Returns:
+        bool : whether it applied (False: the columns differ; resync instead)
+    '''
+    source = event["model"]
+    attr = event["attr"]
+    current = getattr(source, attr)
+    rows = touch.rows
+    [rollover] = touch.rollovers
+    if action is Action.REORDER:
+        theirs = event["data"]
+        if set(theirs) != set(current):
+            return False
+        new = {c: join_rows([current[c][:max(0, len(current[c]) - rows)], theirs[c],
+                             current[c][max(0, len(current[c]) - rows):]], rollover) for c in current}
+    else:
+        theirs = event.get("new", event.get("data"))
+        if not isinstance(theirs, dict) or set(theirs) != set(current):
+            return False
+        new = {c: concat_rows(theirs[c], current[c][max(0, len(current[c]) - rows):], rollover)
+               for c in current}
+    source.set_from_json(attr, new, setter=setter)
+    return True
