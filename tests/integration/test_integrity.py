@@ -114,14 +114,27 @@ def test_changes_lost_in_flight_are_reported(fresh_server):
 
 # 2. A push by a third client ----------------------------------------------------------------------
 
-def test_a_third_clients_push_leaves_everyone_equal_to_the_server(server):
-    ''' A pushes Div v1, B pulls it, C pushes a new document (Div v2) to the same session: A and B end
-    with the server's document (not with no roots), and are told by on_resync where they diverged. '''
+def _first_client(how: str, url: str, *roots: Any) -> ClientSession:
+    ''' A session whose document has ``roots``: pushed, or pulled (a new session) and then added to. '''
+    if how == "push":
+        doc = Document()
+        for root in roots:
+            doc.add_root(root)
+        return push_session(doc, url=url, timeout=LONG)
+    session = pull_session(url=url, timeout=LONG)
+    for root in roots:
+        session.document.add_root(root)
+    session.flush()
+    return session
+
+
+@pytest.mark.parametrize("how", ["push", "pull"])
+def test_a_third_clients_push_leaves_everyone_equal_to_the_server(server, how):
+    ''' A pushes (or pulls and adds) Div v1, B pulls it, C pushes a new document (Div v2) to the same
+    session: A and B end with the server's document (not with no roots), told by on_resync. '''
     url = server.url("/empty")
-    doc_a = Document()
-    doc_a.add_root(Div(text="v1", name="div"))
     resyncs: list[str] = []
-    with push_session(doc_a, url=url, timeout=LONG) as a, \
+    with _first_client(how, url, Div(text="v1", name="div")) as a, \
             pull_session(session_id=a.id, url=url, timeout=LONG) as b:
         for session in (a, b):
             session.on_resync(lambda s, reason: resyncs.append(reason))
@@ -141,13 +154,14 @@ def test_a_third_clients_push_leaves_everyone_equal_to_the_server(server):
 
 # 3. Two writers of one property -------------------------------------------------------------------
 
+@pytest.mark.parametrize("how", ["push", "pull"])
 @pytest.mark.parametrize("trial", range(5))
-def test_two_writers_of_one_property_end_equal(server, trial):
+def test_two_writers_of_one_property_end_equal(server, trial, how):
     ''' Two sessions of one session id each set Range1d.start 200 times from their own thread (even and
     odd values): after both flush, both hold the server's value. '''
     url = server.url("/empty")
-    doc, r = _range_doc()
-    with push_session(doc, url=url, timeout=LONG) as one, \
+    r = Range1d(start=0, end=1000, name="r")
+    with _first_client(how, url, r) as one, \
             pull_session(session_id=one.id, url=url, timeout=LONG) as two:
         r2 = two.document.get_model_by_name("r")
 

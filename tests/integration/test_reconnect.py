@@ -28,6 +28,32 @@ def test_reconnect_is_off_by_default(fresh_server):
     session.close()
 
 
+@pytest.mark.parametrize("how", ["push", "pull"])
+def test_restart_without_reconnect_raises_for_changes_made_after(fresh_server, how):
+    ''' No reconnect=: after the server restarts on the same port the session stays lost; a change made
+    then is not on the (new) server, and flush() says so instead of returning. '''
+    url = fresh_server.url("/empty")
+    if how == "push":
+        doc = Document()
+        doc.add_root(Range1d(start=0, end=1, name="r"))
+        session = push_session(doc, url=url)
+    else:
+        session = pull_session(url=url)
+        session.document.add_root(Range1d(start=0, end=1, name="r"))
+        session.flush()
+    try:
+        _restart(fresh_server)
+        wait_until(lambda: not session.connected, what="the loss to be noticed")
+        session.document.get_model_by_name("r").start = 5
+        with pytest.raises(ConnectionLost, match=r"1 document change\(s\) may not be on the server"):
+            session.flush()
+        assert not session.connected and not session._connection.reconnecting
+        with pull_session(session_id=session.id, url=url) as check:
+            assert check.document.get_model_by_name("r") is None  # a new server: the session is new
+    finally:
+        session.close()
+
+
 def test_pushed_session_pushes_again_with_offline_changes(fresh_server):
     ''' After a restart a pushed session pushes its document again, changes made while down included. '''
     doc = Document()
