@@ -33,6 +33,9 @@ MAX_MESSAGE = 1 << 30
 #: Seconds a bounded wait inside a case gives up after.
 WAIT_LIMIT = 120.0
 
+#: Seconds without a new row after which a writer's document counts as stuck.
+STALL = 5.0
+
 
 class Api:
     ''' The same calls on ``bokeh.client`` or ``bokehsync``.
@@ -63,6 +66,23 @@ class Api:
     def lock(self, session: Any) -> Any:
         ''' The session's document lock (a no-op for ``bokeh.client``). '''
         return getattr(session, "lock", contextlib.nullcontext())
+
+
+class Clock:
+    ''' Wall time and CPU time (whole process, and this thread) of a block. '''
+
+    def __enter__(self) -> Clock:
+        self._t0, self._c0, self._m0 = time.perf_counter(), time.process_time(), time.thread_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.time = time.perf_counter() - self._t0
+        self.cpu = time.process_time() - self._c0
+        self.main_cpu = time.thread_time() - self._m0
+
+    def result(self) -> dict[str, float]:
+        ''' ``time`` (wall), ``cpu`` (all threads) and ``main_cpu`` (the measuring thread), in seconds. '''
+        return {"time": self.time, "cpu": self.cpu, "main_cpu": self.main_cpu}
 
 
 def _peak_rss() -> int:
@@ -251,38 +271,36 @@ def case_patch_burst(client: str, variant: str, base: str, p: dict[str, Any]) ->
         events: list[Any] = []
         doc.on_change(events.append)
         model = doc.get_model_by_name("range")
-        t0 = time.perf_counter()
-        for i in range(n):
-            model.start = float(i + 1)
-        if variant == "merged":
-            raw.send_many([PROTOCOL.create("PATCH-DOC", events)])
-            _await_oks(raw, 1)
-        else:
-            raw.send_many([PROTOCOL.create("PATCH-DOC", [e]) for e in events])
-            _await_oks(raw, len(events))
-        elapsed = time.perf_counter() - t0
+        with Clock() as clock:
+            for i in range(n):
+                model.start = float(i + 1)
+            if variant == "merged":
+                raw.send_many([PROTOCOL.create("PATCH-DOC", events)])
+                _await_oks(raw, 1)
+            else:
+                raw.send_many([PROTOCOL.create("PATCH-DOC", [e]) for e in events])
+                _await_oks(raw, len(events))
         session_id = raw.session_id
         raw.close()
     else:
         api = Api(client)
         session = api.pull(url)
         model = session.document.get_model_by_name("range")
-        t0 = time.perf_counter()
-        if variant == "batch":
-            with session.batch():
+        with Clock() as clock:
+            if variant == "batch":
+                with session.batch():
+                    for i in range(n):
+                        model.start = float(i + 1)
+            else:
                 for i in range(n):
                     model.start = float(i + 1)
-        else:
-            for i in range(n):
-                model.start = float(i + 1)
-                if variant == "rt100" and i % 100 == 99:
-                    api.flush(session)
-        api.flush(session)
-        elapsed = time.perf_counter() - t0
+                    if variant == "rt100" and i % 100 == 99:
+                        api.flush(session)
+            api.flush(session)
         session_id = session.id
         session.close()
     verified = _verify(client, url, session_id, lambda d: d.get_model_by_name("range").start == float(n))
-    return {"time": elapsed, "verified": verified}
+    return {**clock.result(), "verified": verified}
 
 
 def case_stream(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -316,33 +334,31 @@ def case_stream(client: str, variant: str, base: str, p: dict[str, Any]) -> dict
             messages.append(message)
         doc.on_change(serialize)
         source = doc.get_model_by_name("source")
-        t0 = time.perf_counter()
-        for chunk in chunks:
-            source.stream(chunk)
-        raw.send_many(messages)
-        _await_oks(raw, len(messages))
-        elapsed = time.perf_counter() - t0
+        with Clock() as clock:
+            for chunk in chunks:
+                source.stream(chunk)
+            raw.send_many(messages)
+            _await_oks(raw, len(messages))
         session_id = raw.session_id
         raw.close()
     else:
         api = Api(client)
         session = api.pull(url)
         source = session.document.get_model_by_name("source")
-        t0 = time.perf_counter()
-        if variant == "batch":
-            with session.batch():
-                for chunk in chunks:
+        with Clock() as clock:
+            if variant == "batch":
+                with session.batch():
+                    for chunk in chunks:
+                        source.stream(chunk)
+            else:
+                for i, chunk in enumerate(chunks):
                     source.stream(chunk)
-        else:
-            for i, chunk in enumerate(chunks):
-                source.stream(chunk)
-                if variant == "rt100" and i % 100 == 99:
-                    api.flush(session)
-        api.flush(session)
-        elapsed = time.perf_counter() - t0
+                    if variant == "rt100" and i % 100 == 99:
+                        api.flush(session)
+            api.flush(session)
         session_id = session.id
         session.close()
-    return {"time": elapsed, "verified": _verify(client, url, session_id, check)}
+    return {**clock.result(), "verified": _verify(client, url, session_id, check)}
 
 
 def _loop_bokeh_until(session: Any, arrived: Callable[[], int], target: int) -> None:
@@ -371,26 +387,37 @@ def case_patch_callback(client: str, variant: str, base: str, p: dict[str, Any])
     def arrived() -> int:
         with lock:
             return len(echo.data["v"])
-    t0 = time.perf_counter()
-    for i in range(n):
-        slider.value = i + 1
-        if variant == "loop100" and i % 100 == 99:
-            _loop_bokeh_until(session, arrived, i + 1)
-    api.flush(session)
-    if client == "bokeh":
-        if variant in ("loop", "loop100"):
-            _loop_bokeh_until(session, arrived, n)
-    else:
-        end = time.monotonic() + WAIT_LIMIT
-        while arrived() < n and time.monotonic() < end:
-            time.sleep(0.0005)
-    elapsed = time.perf_counter() - t0
+    import threading
+    done = threading.Event()
+    streamed = [0]
+
+    def count(event: Any) -> None:
+        # bokehsync: called by the reader thread for each server update; no
+        # polling loop competing with it for session.lock.
+        data = getattr(event, "data", None)
+        if getattr(event, "model", None) is echo and isinstance(data, dict):
+            streamed[0] += len(data.get("v", ()))
+            if streamed[0] >= n:
+                done.set()
+    if client == "bokehsync":
+        doc.on_change(count)
+    with Clock() as clock:
+        for i in range(n):
+            slider.value = i + 1
+            if variant == "loop100" and i % 100 == 99:
+                _loop_bokeh_until(session, arrived, i + 1)
+        api.flush(session)
+        if client == "bokeh":
+            if variant in ("loop", "loop100"):
+                _loop_bokeh_until(session, arrived, n)
+        else:
+            done.wait(WAIT_LIMIT)
     got = arrived()
     with lock:
         values = list(echo.data["v"])
     session.close()
     ok = got == n and values == list(range(1, n + 1))
-    return {"time": elapsed, "verified": ok, "applied": got, "expected": n,
+    return {**clock.result(), "verified": ok, "applied": got, "expected": n,
             "note": "" if ok else f"{got} of {n} server updates applied"}
 
 
@@ -498,7 +525,9 @@ def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[s
             converged.set()
     if client == "bokehsync":
         doc.on_change(check)
-    gc.collect()
+    # Not gc.collect(): 8 processes collecting at once take ~1 s of CPU.
+    # Freezing leaves the setup's objects out of later collections.
+    gc.freeze()
     barrier.wait(WAIT_LIMIT)
     t0 = time.perf_counter()
     lock = api.lock(session)
@@ -515,8 +544,17 @@ def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[s
         with api.lock(session):
             if len(source.data["x"]) >= expected:
                 converged.set()
-        # Bounded relative to the run: a document that misses rows never converges.
-        if converged.wait(max(5.0, 2 * (t1 - t0))):
+        # Wait while rows keep arriving; a document that stopped growing
+        # for STALL seconds misses rows and would never converge.
+        seen, last = -1, time.monotonic()
+        while not converged.wait(0.5) and time.monotonic() < t0 + WAIT_LIMIT:
+            with api.lock(session):
+                now = len(source.data["x"])
+            if now != seen:
+                seen, last = now, time.monotonic()
+            elif time.monotonic() - last > STALL:
+                break
+        if converged.is_set():
             t2 = time.perf_counter()
     with api.lock(session):
         local = len(source.data["x"])
@@ -578,10 +616,13 @@ def case_writers(client: str, variant: str, base: str, p: dict[str, Any]) -> dic
     verified = all(_verify(client, url, sid, check) for sid in sorted(set(session_ids)))
     local_ok = client != "bokehsync" or all(r["local_rows"] == r["expected_local"] for r in results)
     note = f"{total / wall:,.0f} rows/s"
+    if not verified:
+        note += ", rows MISSING on the server"
     if converged is not None:
         note += f", all local documents converged at {converged:.2f} s"
     elif client == "bokehsync":
-        note += ", NOT all local documents converged"
+        short = [f"{r['local_rows']}/{r['expected_local']}" for r in results if r["local_rows"] != r["expected_local"]]
+        note += f", local documents NOT converged ({', '.join(short)} rows)"
     return {"time": wall, "rows_per_s": total / wall, "converged": converged, "verified": verified and local_ok,
             "note": note}
 

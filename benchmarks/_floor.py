@@ -39,6 +39,7 @@ from bokeh.document import Document
 from bokeh.protocol import Protocol
 
 from . import apps
+from ._client import Clock
 from ._fork import run_forked
 
 __all__ = (
@@ -128,13 +129,12 @@ def floor_patch_burst(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     doc.on_change(events.append)
     model: Any = doc.get_model_by_name("range")
     gc.collect()
-    t0 = time.perf_counter()
-    for i in range(n):
-        model.start = float(i + 1)
-    wire = serialize(PROTOCOL.create("PATCH-DOC", events))
-    elapsed = time.perf_counter() - t0
+    with Clock() as clock:
+        for i in range(n):
+            model.start = float(i + 1)
+        wire = serialize(PROTOCOL.create("PATCH-DOC", events))
     ok = model.start == float(n) and len(events) == n and wire[2].count(b'"ModelChanged"') == n
-    return {"time": elapsed, "verified": ok}
+    return {**clock.result(), "verified": ok}
 
 
 def _chunks(p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -160,13 +160,12 @@ def floor_stream(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     source: Any = doc.get_model_by_name("source")
     gc.collect()
     base = _rss()
-    t0 = time.perf_counter()
-    for chunk in chunks:
-        source.stream(chunk)
-    elapsed = time.perf_counter() - t0
+    with Clock() as clock:
+        for chunk in chunks:
+            source.stream(chunk)
     ok = len(source.data["x"]) == total and float(source.data["x"][-1]) == float(total - 1) \
         and len(eager.out) == p["n"]
-    return {"time": elapsed, "verified": ok, "rss_base": base}
+    return {**clock.result(), "verified": ok, "rss_base": base}
 
 
 def floor_patch_callback(variant: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -195,15 +194,14 @@ def floor_patch_callback(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     echo: Any = doc.get_model_by_name("echo")
     setter = object()
     gc.collect()
-    t0 = time.perf_counter()
-    for i in range(n):
-        slider.value = i + 1
-    serialize(PROTOCOL.create("PATCH-DOC", events))
-    for wire in answers:
-        apply_wire(doc, wire, setter)
-    elapsed = time.perf_counter() - t0
+    with Clock() as clock:
+        for i in range(n):
+            slider.value = i + 1
+        serialize(PROTOCOL.create("PATCH-DOC", events))
+        for wire in answers:
+            apply_wire(doc, wire, setter)
     ok = list(echo.data["v"]) == list(range(1, n + 1))
-    return {"time": elapsed, "verified": ok, "applied": len(echo.data["v"]), "expected": n}
+    return {**clock.result(), "verified": ok, "applied": len(echo.data["v"]), "expected": n}
 
 
 def floor_push(variant: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +240,7 @@ def _floor_writer(index: int, barrier: Any, n: int, shared: bool, streams: int, 
     chunks = [writer_chunk(index, k, rows) for k in range(streams)]
     others = [w for w in range(n) if w != index] if shared else []
     setter = object()
-    gc.collect()
+    gc.freeze()  # as _client._writer does
     barrier.wait(60)
     t0 = time.perf_counter()
     for k in range(streams):

@@ -20,7 +20,10 @@ innermost frame that belongs to bokehsync, bokeh, websocket-client or the
 benchmark itself; the standard library, numpy and C code below it count for
 that frame (so the ``select`` and ``send`` under ``Transport`` are
 bokehsync's, the ``np.append`` under ``ColumnDataSource.stream`` bokeh's).
-Percentages are of all samples of the profiled processes (their CPU time).
+py-spy also samples some threads while they block (``select``, a
+``Condition`` wait): samples whose innermost frame is such a wait are counted
+apart. Percentages are of the other samples: the CPU time of the profiled
+processes, excluding setup (imports, the setup pull, the verification).
 
 cProfile (``_profiling.py``) profiles every thread of every process; it is
 reported for call counts (calls per change), and its own times are inflated
@@ -64,6 +67,11 @@ SETUP_PULL = {"pull_session", "pull_doc", "_open", "_close_handshake", "close"}
 OWNERS = (("bokehsync", re.compile(r"(^|/)bokehsync/")), ("benchmarks", re.compile(r"(^|/)benchmarks/")),
           ("websocket-client", re.compile(r"(^|/)websocket/")), ("bokeh", re.compile(r"(^|/)bokeh/")))
 
+#: Leaf functions that block (py-spy samples some threads while they wait):
+#: such samples are counted as waiting, apart from the CPU time.
+WAITING = {"Condition.wait", "Thread._wait_for_tstate_lock", "Event.wait", "Transport._wait", "sleep",
+           "Lock.acquire", "Barrier.wait", "_wait_for_tstate_lock"}
+
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -92,6 +100,8 @@ def analyse_pyspy(raws: list[Path], skip: set[str], top: int = 12) -> list[str]:
     inclusive: collections.Counter[str] = collections.Counter()
     by_thread: collections.Counter[str] = collections.Counter()
     processes: set[str] = set()
+    waiting: collections.Counter[str] = collections.Counter()
+    lines_of_ours: collections.Counter[str] = collections.Counter()
     total = skipped = 0
     lines = [line for raw in raws for line in raw.read_text(errors="replace").splitlines()]
     for line in lines:
@@ -111,23 +121,29 @@ def analyse_pyspy(raws: list[Path], skip: set[str], top: int = 12) -> list[str]:
                 continue
             m = _FRAME.match(part)
             if m:
-                frames.append((m["func"], m["file"]))
-        if not frames or any(func.rsplit(".", 1)[-1] in skip for func, _ in frames):
+                frames.append((m["func"], m["file"], m["line"] or "?"))
+        if not frames or any(func.rsplit(".", 1)[-1] in skip for func, _, _ in frames):
             skipped += count  # interpreter start and exit (no Python frame), or setup
             continue
-        total += count
         role = _thread_role(thread, frames)
+        if frames[-1][0] in WAITING:
+            caller = next((f"{_short(p)}:{f}" for f, p, _ in reversed(frames) if owner(p)), frames[-1][0])
+            waiting[f"{caller} -> {frames[-1][0]}  [{role}]"] += count
+            continue
+        total += count
         by_thread[role] += count
         site_owner, site = "other", "(no Python frame of ours)"
-        for func, path in reversed(frames):
+        for func, path, line_no in reversed(frames):
             who = owner(path)
             if who is not None:
                 site_owner, site = who, f"{_short(path)}:{func}"
+                if who == "bokehsync":
+                    lines_of_ours[f"{_short(path)}:{line_no} {func.rsplit('.', 1)[-1]} -> {frames[-1][0]}"] += count
                 break
         by_owner[site_owner] += count
         own_sites[site_owner][f"{site}  [{role}]"] += count
         seen = set()
-        for func, path in frames:
+        for func, path, _ in frames:
             if owner(path) == "bokehsync":
                 key = f"{_short(path)}:{func}"
                 if key not in seen:
@@ -138,28 +154,33 @@ def analyse_pyspy(raws: list[Path], skip: set[str], top: int = 12) -> list[str]:
 
     def pct(n: int) -> str:
         return f"{100 * n / total:5.1f} %"
-    out = [f"{total} samples in {len(processes)} process(es) ({skipped} of setup, imports and "
-           "verification left out)",
+    out = [f"{total} CPU samples in {len(processes)} process(es) ({skipped} of setup, imports and "
+           f"verification left out; {sum(waiting.values())} blocked in a wait, listed last)",
            "by owner (innermost frame of ours): "
            + ", ".join(f"{k} {pct(v).strip()}" for k, v in by_owner.most_common()),
            "by thread: " + ", ".join(f"{k} {pct(v).strip()}" for k, v in by_thread.most_common()),
            "top bokehsync sites (self, with the stdlib/C calls they make):"]
     out += [f"  {pct(n)}  {site}" for site, n in own_sites["bokehsync"].most_common(top)]
+    out.append("top bokehsync lines (self; -> the innermost function running there):")
+    out += [f"  {pct(n)}  {site}" for site, n in lines_of_ours.most_common(top)]
     out.append("top bokehsync functions (inclusive: on the stack, bokeh's work they call included):")
     out += [f"  {pct(n)}  {site}" for site, n in inclusive.most_common(top)]
     out.append("top bokeh sites (self):")
     out += [f"  {pct(n)}  {site}" for site, n in own_sites["bokeh"].most_common(8)]
+    if waiting:
+        out.append("blocked (not CPU; in samples, relative to the CPU samples):")
+        out += [f"  {pct(n)}  {site}" for site, n in waiting.most_common(5)]
     if own_sites["websocket-client"]:
         out.append("websocket-client sites (self):")
         out += [f"  {pct(n)}  {site}" for site, n in own_sites["websocket-client"].most_common(5)]
     return out
 
 
-def _thread_role(thread: str, frames: list[tuple[str, str]]) -> str:
+def _thread_role(thread: str, frames: list[tuple[str, str, str]]) -> str:
     ''' What a thread is, from its name or its stack. '''
     if thread.startswith("bokehsync-"):
         return thread.split("-")[1]
-    names = {func.rsplit(".", 1)[-1] for func, _ in frames}
+    names = {func.rsplit(".", 1)[-1] for func, _, _ in frames}
     if "_run_reader" in names:
         return "reader"
     if "_run_reconnect" in names:
@@ -256,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     server = LocalServer({"/empty": "benchmarks.apps:empty", "/range1d": "benchmarks.apps:range1d",
                           "/source": "benchmarks.apps:source"},
                          server_kwargs={"websocket_max_message_size": 1 << 30}, pythonpath=[str(ROOT)])
+    from benchmarks.run import _start_quietly
+    log = args.out / "server.log"
+    _start_quietly(server, log)  # bokeh's warnings to a file, not between the reports
     with server:
         base = server.url("").rstrip("/")
         for scenario in args.scenario or list(SCENARIOS):

@@ -290,7 +290,7 @@ def _status(job: Job) -> str:
 
 def print_case_table(jobs: list[Job]) -> list[str]:
     ''' Print (and return) the per-job lines. '''
-    head = (f"{'case/variant/client':40} {'ok':>5} {'median':>10} {'min':>10} {'max':>10} "
+    head = (f"{'case/variant/client':40} {'ok':>5} {'median':>10} {'min':>10} {'max':>10} {'CPU':>9} "
             f"{'peak RSS':>9} {'+RSS':>8} {'srv CPU':>8} {'load':>5}  verified / note")
     lines = [head, "-" * len(head)]
     for job in jobs:
@@ -300,13 +300,14 @@ def print_case_table(jobs: list[Job]) -> list[str]:
         times = [r["time"] for r in ok]
         peaks = [r["rss_peak"] for r in ok or job.results if r.get("rss_peak")]
         cpu = [r["server_cpu"] for r in ok if r.get("server_cpu") is not None]
+        client_cpu = _med([r["cpu"] for r in ok if r.get("cpu") is not None])
         load = _med([r["load"] for r in job.results if r.get("load") is not None])
         if not ok:  # time and memory until the failure
             times = [r["time"] for r in job.results if r.get("time") is not None]
         lines.append(
             f"{job.key:40} {len(ok):>2}/{len(job.results):<2} {_ms(_med(times)):>10} "
             f"{_ms(min(times) if times else None):>10} {_ms(max(times) if times else None):>10} "
-            f"{_mb(_med(peaks)):>9} {_mb(_extra_rss(ok or job.results)):>8} "
+            f"{_ms(client_cpu):>9} {_mb(_med(peaks)):>9} {_mb(_extra_rss(ok or job.results)):>8} "
             f"{(f'{statistics.median(cpu):.2f} s' if cpu else '-'):>8} "
             f"{('-' if load is None else f'{load:.1f}'):>5}  {_status(job)}")
     for line in lines:
@@ -359,8 +360,8 @@ def _bokeh_of(jobs: list[Job], job: Job) -> Job | None:
 
 def print_floor_table(jobs: list[Job]) -> list[str]:
     ''' Each bokehsync job beside its floors and bokeh.client, with the ratios (medians of time). '''
-    head = (f"{'case/variant':24} {'floor':>9} {'raw':>18} {'bokehsync':>10} {'x floor':>8} {'x raw':>7}   "
-            f"{'bokeh.client':>20} {'x floor':>8} {'bokehsync/bokeh':>15}")
+    head = (f"{'case/variant':24} {'floor':>9} {'raw':>18} {'bokehsync':>10} {'x floor':>8} {'x raw':>7} "
+            f"{'CPU x floor':>11}   {'bokeh.client':>20} {'x floor':>8} {'bokehsync/bokeh':>15}")
     lines = [head, "-" * len(head)]
     for job in jobs:
         if job.client != "bokehsync" or not job.ok():
@@ -371,9 +372,11 @@ def print_floor_table(jobs: list[Job]) -> list[str]:
         r = raw.median() if raw else None
         b = ref.median() if ref else None
         rname = f"{raw.variant + ' ' if raw and raw.variant else ''}{_ms(r)}" if raw else "-"
+        c, fc = job.median("cpu"), floor.median("cpu") if floor else None
         bname = f"{ref.variant + ' ' if ref and ref.variant else ''}{_ms(b)}" if ref else "-"
         lines.append(f"{job.key.rsplit('/', 1)[0]:24} {_ms(f):>9} {rname:>18} {_ms(mine):>10} "
-                     f"{_x(mine / f if mine and f else None):>8} {_x(mine / r if mine and r else None):>7}   "
+                     f"{_x(mine / f if mine and f else None):>8} {_x(mine / r if mine and r else None):>7} "
+                     f"{_x(c / fc if c and fc else None):>11}   "
                      f"{bname:>20} {_x(b / f if b and f else None):>8} "
                      f"{_x(mine / b if mine and b else None):>15}")
     for line in lines:
@@ -587,8 +590,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
         lines.append(line)
     print()
-    print("bokehsync beside its floors and bokeh.client (medians of time): floor = the same document work with "
-          "no client (_floor.py), raw = a raw websocket client (_raw.py)")
+    print("bokehsync beside its floors and bokeh.client (medians of wall time): floor = the same document work "
+          "with no client (_floor.py), raw = a raw websocket client (_raw.py); CPU x floor = the client process's "
+          "CPU time over the floor's, where both were measured")
     print_floor_table(jobs)
     print()
     print_writers_table(jobs)
