@@ -530,6 +530,7 @@ def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[s
     gc.freeze()
     barrier.wait(WAIT_LIMIT)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     lock = api.lock(session)
     for chunk in chunks:
         # Under session.lock, as the demo's workers do: the reader thread
@@ -556,10 +557,11 @@ def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[s
                 break
         if converged.is_set():
             t2 = time.perf_counter()
+    cpu = time.process_time() - c0  # this writer's CPU, both threads, until it converged
     with api.lock(session):
         local = len(source.data["x"])
     session.close()
-    return {"t0": t0, "flushed": t1, "converged": t2, "local_rows": local, "expected_local": expected}
+    return {"t0": t0, "flushed": t1, "converged": t2, "local_rows": local, "expected_local": expected, "cpu": cpu}
 
 
 def case_writers(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -624,7 +626,7 @@ def case_writers(client: str, variant: str, base: str, p: dict[str, Any]) -> dic
         short = [f"{r['local_rows']}/{r['expected_local']}" for r in results if r["local_rows"] != r["expected_local"]]
         note += f", local documents NOT converged ({', '.join(short)} rows)"
     return {"time": wall, "rows_per_s": total / wall, "converged": converged, "verified": verified and local_ok,
-            "note": note}
+            "cpu": sum(r["cpu"] for r in results), "note": note}
 
 
 CASES: dict[str, Callable[[str, str, str, dict[str, Any]], dict[str, Any]]] = {

@@ -242,14 +242,14 @@ def _floor_writer(index: int, barrier: Any, n: int, shared: bool, streams: int, 
     setter = object()
     gc.freeze()  # as _client._writer does
     barrier.wait(60)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for k in range(streams):
         source.stream(chunks[k])
         for w in others:
             apply_wire(doc, incoming[w][k], setter)
     t1 = time.perf_counter()
     expected = (n if shared else 1) * streams * rows
-    return {"t0": t0, "t1": t1, "ok": len(source.data["x"]) == expected}
+    return {"t0": t0, "t1": t1, "cpu": time.process_time() - c0, "ok": len(source.data["x"]) == expected}
 
 
 def floor_writers(variant: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +282,8 @@ def floor_writers(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise RuntimeError(f"floor writer failed: {errors[0]}")
     wall = max(r["t1"] for r in results) - min(r["t0"] for r in results)
-    return {"time": wall, "rows_per_s": n * streams * rows / wall, "verified": all(r["ok"] for r in results)}
+    return {"time": wall, "rows_per_s": n * streams * rows / wall, "verified": all(r["ok"] for r in results),
+            "cpu": sum(r["cpu"] for r in results)}
 
 
 FLOORS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
