@@ -182,8 +182,7 @@ def wait_idle(server: psutil.Process, limit: float = 3.0) -> None:
 
 def run_job(job: Job, base: str, server: psutil.Process) -> dict[str, Any]:
     ''' One run of ``job`` in a fresh process, killed after ``job.timeout``. '''
-    if job.client != "floor":
-        wait_idle(server)
+    wait_idle(server)  # floors too: a busy server would take a core from them
     cmd = [sys.executable, "-m", "benchmarks._client", job.case, job.client, job.variant, base,
            json.dumps(job.params)]
     load = os.getloadavg()[0]
@@ -409,6 +408,8 @@ def print_writers_table(jobs: list[Job]) -> list[str]:
     head = f"{'writers':8}" + "".join(f"{f'{v} {c}':>26}" for v, c in sorted(rows))
     lines += ["many writers: wall time until every row is on the server, total rows/s", head, "-" * len(head)]
     for procs in WRITERS:
+        if not any(procs in by_procs for by_procs in rows.values()):
+            continue
         cells = []
         for key in sorted(rows):
             cell = rows[key].get(procs)
@@ -416,10 +417,11 @@ def print_writers_table(jobs: list[Job]) -> list[str]:
             rate = cell.median("rows_per_s") if cell else None
             cells.append(f"{(_ms(t) + ', ' + f'{rate:,.0f}') if t and rate else (_status(cell) if cell else '-'):>26}")
         lines.append(f"{procs:<8}" + "".join(cells))
+    ran = [procs for procs in WRITERS if any(procs in by_procs for by_procs in rows.values())]
     lines.append("CPU seconds (all writers together / the server), medians: "
                  + "; ".join(f"{procs}: " + ", ".join(
                      f"{v} {c} {_cpu_pair(rows[(v, c)].get(procs))}" for v, c in sorted(rows)
-                     if rows[(v, c)].get(procs) is not None) for procs in WRITERS))
+                     if rows[(v, c)].get(procs) is not None) for procs in ran))
     conv = []
     for procs in WRITERS:
         shared = rows.get(("shared", "bokehsync"), {}).get(procs)
