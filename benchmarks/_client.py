@@ -2,7 +2,8 @@
 
 ``python -m benchmarks._client CASE CLIENT VARIANT BASE_URL PARAMS_JSON``
 runs one case with one client (``bokeh`` for ``bokeh.client``,
-``bokehsync``, or ``raw`` for the raw websocket floor of ``_raw``) and
+``bokehsync``, ``raw`` for the raw websocket floor of ``_raw``, or ``floor``
+for the same document work with no client at all, ``_floor``) and
 prints one JSON line: the measured ``time`` in seconds, the process's peak
 RSS (``rss_peak``, read right after the measured part) and its RSS before it
 (``rss_base``), and ``verified``: whether a fresh session, opened with the
@@ -31,6 +32,10 @@ MAX_MESSAGE = 1 << 30
 
 #: Seconds a bounded wait inside a case gives up after.
 WAIT_LIMIT = 120.0
+
+#: Seconds without a new row after which a writer's document counts as stuck
+#: (generous: under cProfile on a loaded machine the others can be that slow).
+STALL = 15.0
 
 
 class Api:
@@ -62,6 +67,23 @@ class Api:
     def lock(self, session: Any) -> Any:
         ''' The session's document lock (a no-op for ``bokeh.client``). '''
         return getattr(session, "lock", contextlib.nullcontext())
+
+
+class Clock:
+    ''' Wall time and CPU time (whole process, and this thread) of a block. '''
+
+    def __enter__(self) -> Clock:
+        self._t0, self._c0, self._m0 = time.perf_counter(), time.process_time(), time.thread_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.time = time.perf_counter() - self._t0
+        self.cpu = time.process_time() - self._c0
+        self.main_cpu = time.thread_time() - self._m0
+
+    def result(self) -> dict[str, float]:
+        ''' ``time`` (wall), ``cpu`` (all threads) and ``main_cpu`` (the measuring thread), in seconds. '''
+        return {"time": self.time, "cpu": self.cpu, "main_cpu": self.main_cpu}
 
 
 def _peak_rss() -> int:
@@ -189,7 +211,8 @@ def _check_big(rows: int) -> Callable[[Any], bool]:
     return check
 
 
-def case_push_big(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
+def case_push_big(client: str, variant: str, base: str, p: dict[str, Any],
+        marks: dict[str, Any] | None = None) -> dict[str, Any]:
     ''' push_session of a two-column float64 source of ``rows`` rows, then close.
 
     raw variants: ``""`` (PUSH-DOC, as the clients do), ``patch`` (a
@@ -203,6 +226,8 @@ def case_push_big(client: str, variant: str, base: str, p: dict[str, Any]) -> di
     base_rss = _rss()
     extra: dict[str, Any] = {}
     t0 = time.perf_counter()
+    if marks is not None:
+        marks.update(rss_base=base_rss, t0=t0)
     if api is None:
         from ._raw import PROTOCOL
         raw = _raw(url)
@@ -247,38 +272,36 @@ def case_patch_burst(client: str, variant: str, base: str, p: dict[str, Any]) ->
         events: list[Any] = []
         doc.on_change(events.append)
         model = doc.get_model_by_name("range")
-        t0 = time.perf_counter()
-        for i in range(n):
-            model.start = float(i + 1)
-        if variant == "merged":
-            raw.send_many([PROTOCOL.create("PATCH-DOC", events)])
-            _await_oks(raw, 1)
-        else:
-            raw.send_many([PROTOCOL.create("PATCH-DOC", [e]) for e in events])
-            _await_oks(raw, len(events))
-        elapsed = time.perf_counter() - t0
+        with Clock() as clock:
+            for i in range(n):
+                model.start = float(i + 1)
+            if variant == "merged":
+                raw.send_many([PROTOCOL.create("PATCH-DOC", events)])
+                _await_oks(raw, 1)
+            else:
+                raw.send_many([PROTOCOL.create("PATCH-DOC", [e]) for e in events])
+                _await_oks(raw, len(events))
         session_id = raw.session_id
         raw.close()
     else:
         api = Api(client)
         session = api.pull(url)
         model = session.document.get_model_by_name("range")
-        t0 = time.perf_counter()
-        if variant == "batch":
-            with session.batch():
+        with Clock() as clock:
+            if variant == "batch":
+                with session.batch():
+                    for i in range(n):
+                        model.start = float(i + 1)
+            else:
                 for i in range(n):
                     model.start = float(i + 1)
-        else:
-            for i in range(n):
-                model.start = float(i + 1)
-                if variant == "rt100" and i % 100 == 99:
-                    api.flush(session)
-        api.flush(session)
-        elapsed = time.perf_counter() - t0
+                    if variant == "rt100" and i % 100 == 99:
+                        api.flush(session)
+            api.flush(session)
         session_id = session.id
         session.close()
     verified = _verify(client, url, session_id, lambda d: d.get_model_by_name("range").start == float(n))
-    return {"time": elapsed, "verified": verified}
+    return {**clock.result(), "verified": verified}
 
 
 def case_stream(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -303,36 +326,40 @@ def case_stream(client: str, variant: str, base: str, p: dict[str, Any]) -> dict
         from ._raw import PROTOCOL
         raw = _raw(url)
         doc = _pull_raw(raw)
-        events: list[Any] = []
-        doc.on_change(events.append)
+        messages: list[Any] = []
+
+        def serialize(event: Any) -> None:
+            # At once, as the floor and the clients do: a kept event keeps the column's versions alive.
+            message = PROTOCOL.create("PATCH-DOC", [event])
+            _ = message.header_json, message.metadata_json, message.content_json
+            messages.append(message)
+        doc.on_change(serialize)
         source = doc.get_model_by_name("source")
-        t0 = time.perf_counter()
-        for chunk in chunks:
-            source.stream(chunk)
-        raw.send_many([PROTOCOL.create("PATCH-DOC", [e]) for e in events])
-        _await_oks(raw, len(events))
-        elapsed = time.perf_counter() - t0
+        with Clock() as clock:
+            for chunk in chunks:
+                source.stream(chunk)
+            raw.send_many(messages)
+            _await_oks(raw, len(messages))
         session_id = raw.session_id
         raw.close()
     else:
         api = Api(client)
         session = api.pull(url)
         source = session.document.get_model_by_name("source")
-        t0 = time.perf_counter()
-        if variant == "batch":
-            with session.batch():
-                for chunk in chunks:
+        with Clock() as clock:
+            if variant == "batch":
+                with session.batch():
+                    for chunk in chunks:
+                        source.stream(chunk)
+            else:
+                for i, chunk in enumerate(chunks):
                     source.stream(chunk)
-        else:
-            for i, chunk in enumerate(chunks):
-                source.stream(chunk)
-                if variant == "rt100" and i % 100 == 99:
-                    api.flush(session)
-        api.flush(session)
-        elapsed = time.perf_counter() - t0
+                    if variant == "rt100" and i % 100 == 99:
+                        api.flush(session)
+            api.flush(session)
         session_id = session.id
         session.close()
-    return {"time": elapsed, "verified": _verify(client, url, session_id, check)}
+    return {**clock.result(), "verified": _verify(client, url, session_id, check)}
 
 
 def _loop_bokeh_until(session: Any, arrived: Callable[[], int], target: int) -> None:
@@ -361,26 +388,37 @@ def case_patch_callback(client: str, variant: str, base: str, p: dict[str, Any])
     def arrived() -> int:
         with lock:
             return len(echo.data["v"])
-    t0 = time.perf_counter()
-    for i in range(n):
-        slider.value = i + 1
-        if variant == "loop100" and i % 100 == 99:
-            _loop_bokeh_until(session, arrived, i + 1)
-    api.flush(session)
-    if client == "bokeh":
-        if variant in ("loop", "loop100"):
-            _loop_bokeh_until(session, arrived, n)
-    else:
-        end = time.monotonic() + WAIT_LIMIT
-        while arrived() < n and time.monotonic() < end:
-            time.sleep(0.0005)
-    elapsed = time.perf_counter() - t0
+    import threading
+    done = threading.Event()
+    streamed = [0]
+
+    def count(event: Any) -> None:
+        # bokehsync: called by the reader thread for each server update; no
+        # polling loop competing with it for session.lock.
+        data = getattr(event, "data", None)
+        if getattr(event, "model", None) is echo and isinstance(data, dict):
+            streamed[0] += len(data.get("v", ()))
+            if streamed[0] >= n:
+                done.set()
+    if client == "bokehsync":
+        doc.on_change(count)
+    with Clock() as clock:
+        for i in range(n):
+            slider.value = i + 1
+            if variant == "loop100" and i % 100 == 99:
+                _loop_bokeh_until(session, arrived, i + 1)
+        api.flush(session)
+        if client == "bokeh":
+            if variant in ("loop", "loop100"):
+                _loop_bokeh_until(session, arrived, n)
+        else:
+            done.wait(WAIT_LIMIT)
     got = arrived()
     with lock:
         values = list(echo.data["v"])
     session.close()
     ok = got == n and values == list(range(1, n + 1))
-    return {"time": elapsed, "verified": ok, "applied": got, "expected": n,
+    return {**clock.result(), "verified": ok, "applied": got, "expected": n,
             "note": "" if ok else f"{got} of {n} server updates applied"}
 
 
@@ -448,6 +486,150 @@ def case_workers(client: str, variant: str, base: str, p: dict[str, Any]) -> dic
     return {"time": elapsed, "verified": ok, "note": "" if ok else f"exit codes {codes}"}
 
 
+def case_push_limit(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
+    ''' ``push_big`` of ``rows`` rows (issue 13: 2 x 12.5 M float64, 200 MB)
+    to the server ``variant`` names: ``1gib`` (started with a 1 GiB websocket
+    message limit: the columns go as one message) or ``default`` (bokeh's
+    default limit, 20 MiB). A push that raises is reported as
+    ``fails: <exception>`` with the time until it raised.
+    '''
+    marks: dict[str, Any] = {}
+    try:
+        return case_push_big(client, variant, base, p, marks)
+    except Exception as e:
+        elapsed = time.perf_counter() - marks["t0"] if "t0" in marks else None
+        text = " ".join(f"{type(e).__name__}: {e}".split())
+        return {"time": elapsed, "fails": text[:300], "rss_base": marks.get("rss_base"), "rss_peak": _peak_rss(),
+                "verified": None}
+
+
+def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[str], streams: int,
+        rows: int, locked: bool = True) -> dict[str, Any]:
+    ''' One writer of ``case_writers`` (a forked process): pull, wait for the
+    others, stream, flush, then (bokehsync) wait until the local document
+    holds every writer's rows.
+    '''
+    from ._floor import writer_chunk
+    shared = len(set(session_ids)) == 1
+    api = Api(client)
+    session = api.pull(url, session_id=session_ids[index])
+    doc = session.document
+    source = doc.get_model_by_name("source")
+    expected = (len(session_ids) if shared else 1) * streams * rows
+    chunks = [writer_chunk(index, k, rows) for k in range(streams)]
+    import threading
+    converged = threading.Event()
+
+    def check(event: Any) -> None:
+        # Called under session.lock for server changes (reader thread) and local ones.
+        if len(source.data["x"]) >= expected:
+            converged.set()
+    if client == "bokehsync":
+        doc.on_change(check)
+    # Not gc.collect(): 8 processes collecting at once take ~1 s of CPU.
+    # Freezing leaves the setup's objects out of later collections.
+    gc.freeze()
+    barrier.wait(WAIT_LIMIT)
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    lock = api.lock(session)
+    for chunk in chunks:
+        # Under session.lock, as the demo's workers do: the reader thread
+        # applies the other writers' streams to the same source meanwhile,
+        # and an unlocked stream() races with it (rows are lost locally).
+        with lock if locked else contextlib.nullcontext():
+            source.stream(chunk)
+    api.flush(session)
+    t1 = time.perf_counter()
+    t2 = None
+    if client == "bokehsync":
+        with api.lock(session):
+            if len(source.data["x"]) >= expected:
+                converged.set()
+        # Wait while rows keep arriving; a document that stopped growing
+        # for STALL seconds misses rows and would never converge.
+        seen, last = -1, time.monotonic()
+        while not converged.wait(0.5) and time.monotonic() < t0 + WAIT_LIMIT:
+            with api.lock(session):
+                now = len(source.data["x"])
+            if now != seen:
+                seen, last = now, time.monotonic()
+            elif time.monotonic() - last > STALL:
+                break
+        if converged.is_set():
+            t2 = time.perf_counter()
+    cpu = time.process_time() - c0  # this writer's CPU, both threads, until it converged
+    with api.lock(session):
+        local = len(source.data["x"])
+    session.close()
+    return {"t0": t0, "flushed": t1, "converged": t2, "local_rows": local, "expected_local": expected, "cpu": cpu}
+
+
+def case_writers(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
+    ''' ``procs`` forked writer processes (``variant``: ``shared``, all on one
+    session, or ``own``, one session each) each pull the ``source`` app, wait
+    for the others, stream ``streams`` x ``rows`` numpy rows, flush.
+
+    ``time`` is the wall time from the first writer's start to the last
+    writer's flush (every row is on the server); ``converged`` the same to
+    the last writer whose local document holds every row of its session
+    (bokehsync only; bokeh.client applies server changes only while it waits).
+    Verified by pulling every session back with the other client: all rows
+    there, each writer's in the order it sent them.
+    '''
+    import bokeh.models  # noqa: F401
+    from bokeh.util.token import generate_session_id
+
+    from ._fork import run_forked
+    n, streams, rows = p["procs"], p["streams"], p["rows"]
+    url = base + "/source"
+    Api(client)  # imported before fork, as an application would have
+    if variant == "shared":
+        session_ids = [generate_session_id()] * n
+    else:
+        session_ids = [generate_session_id() for _ in range(n)]
+    results = run_forked(_writer, n, (client, url, session_ids, streams, rows, not p.get("unlocked")),
+                         timeout=WAIT_LIMIT + 30)
+    # The first cause, not the others' broken barrier.
+    errors = sorted((r["error"] for r in results if "error" in r), key=lambda e: "BrokenBarrier" in e)
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {n} writers failed: {errors[0]}")
+    start = min(r["t0"] for r in results)
+    wall = max(r["flushed"] for r in results) - start
+    conv = [r["converged"] for r in results]
+    converged = None if any(c is None for c in conv) else max(conv) - start
+    total = n * streams * rows
+
+    def check(doc: Any) -> bool:
+        data = doc.get_model_by_name("source").data
+        x, y = np.asarray(data["x"]), np.asarray(data["y"])
+        if len(set(session_ids)) == 1:
+            owners = range(n)
+            if len(x) != total:
+                return False
+        else:
+            owners = [int(y[0])] if len(y) else []
+            if len(x) != streams * rows:
+                return False
+        for w in owners:
+            mine = x[y == float(w)]
+            if len(mine) != streams * rows or not np.array_equal(mine, w * 1_000_000 + np.arange(streams * rows)):
+                return False
+        return True
+    verified = all(_verify(client, url, sid, check) for sid in sorted(set(session_ids)))
+    local_ok = client != "bokehsync" or all(r["local_rows"] == r["expected_local"] for r in results)
+    note = f"{total / wall:,.0f} rows/s"
+    if not verified:
+        note += ", rows MISSING on the server"
+    if converged is not None:
+        note += f", all local documents converged at {converged:.2f} s"
+    elif client == "bokehsync":
+        short = [f"{r['local_rows']}/{r['expected_local']}" for r in results if r["local_rows"] != r["expected_local"]]
+        note += f", local documents NOT converged ({', '.join(short)} rows)"
+    return {"time": wall, "rows_per_s": total / wall, "converged": converged, "verified": verified and local_ok,
+            "cpu": sum(r["cpu"] for r in results), "note": note}
+
+
 CASES: dict[str, Callable[[str, str, str, dict[str, Any]], dict[str, Any]]] = {
     "rtt": case_rtt,
     "connect_pull": case_connect_pull,
@@ -457,13 +639,21 @@ CASES: dict[str, Callable[[str, str, str, dict[str, Any]], dict[str, Any]]] = {
     "patch_callback": case_patch_callback,
     "receive": case_receive,
     "workers": case_workers,
+    "push_limit": case_push_limit,
+    "writers": case_writers,
 }
 
 
 def main(argv: list[str]) -> None:
     ''' Run one case and print its result as one JSON line. '''
     case, client, variant, base, params = argv
-    result = CASES[case](client, variant, base, json.loads(params))
+    from . import _profiling
+    _profiling.start()  # only under profile_paths.py (BENCH_CPROFILE_DIR)
+    if client == "floor":
+        from ._floor import FLOORS
+        result = FLOORS[case](variant, json.loads(params))
+    else:
+        result = CASES[case](client, variant, base, json.loads(params))
     result.setdefault("rss_peak", _peak_rss())
     print(json.dumps(result, default=str), flush=True)
 

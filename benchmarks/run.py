@@ -1,19 +1,28 @@
-''' Benchmarks of bokehsync against bokeh.client, in the same run (issue 4).
+''' Benchmarks of bokehsync against bokeh.client and against the floor, in the same run.
 
 Usage::
 
-    python benchmarks/run.py [--case NAME ...] [--json OUT] [--quick] [--reps N]
+    python benchmarks/run.py [--case NAME ...] [--client NAME ...] [--match TEXT ...]
+                             [--json OUT] [--quick] [--reps N]
 
-One real Bokeh server is started in its own process (``LocalServer``) with
-the apps of ``benchmarks/apps.py``. Every measured client run is a fresh
-process (``python -m benchmarks._client``) with a hard timeout, so peak RSS
-is the client's own and a client that hangs or crashes is reported as such
-instead of stopping the suite. Clients alternate within each repetition
-(the order is reversed every other repetition). ``raw`` rows are the
-physical floor: a raw websocket speaking the protocol by hand (``_raw``).
+Real Bokeh servers run in their own processes (``LocalServer``) with the apps
+of ``benchmarks/apps.py``: the main one with a 1 GiB websocket message limit,
+and, only for ``push_limit``, one with bokeh's default settings (20 MiB).
+Every measured run is a fresh process (``python -m benchmarks._client``)
+with a hard timeout, so peak RSS is the run's own and a client that hangs or
+crashes is reported as such instead of stopping the suite. Within each
+repetition the runs of one case alternate (the order is reversed every other
+repetition); figures are medians over the repetitions.
+
+Clients: ``bokeh`` (bokeh.client), ``bokehsync``, ``raw`` (a raw websocket
+speaking the protocol by hand, ``_raw.py``: the floor of the wire-bound
+cases) and ``floor`` (the same document work on a bare bokeh Document with
+no client at all, ``_floor.py``: the floor of the client-side cases).
 
 Cases: rtt, connect_pull, push_big, patch_burst, stream, patch_callback,
-receive, workers, limit (only the raw floors of the other cases), import.
+receive, workers, writers, push_limit, import. ``--case`` picks cases,
+``--client`` clients, ``--match`` jobs whose key (as printed) contains the
+text, e.g. ``--match 'stream[numpy]'``; ``--quick`` runs each once.
 '''
 from __future__ import annotations
 
@@ -42,11 +51,20 @@ from bokehsync._localserver import LocalServer  # noqa: E402
 
 APPS = ("empty", "range1d", "source", "echo", "ticker")
 
-#: The server's websocket message limit: above the largest push (5e6 rows).
+#: The main server's websocket message limit: above the largest push (issue 13's 200 MB).
 SERVER_MAX_MESSAGE = 1 << 30
 
 CASE_NAMES = ("rtt", "connect_pull", "push_big", "patch_burst", "stream", "patch_callback", "receive",
-              "workers", "limit", "import")
+              "workers", "writers", "push_limit", "import")
+
+CLIENT_NAMES = ("bokeh", "bokehsync", "raw", "floor")
+
+#: Writers of the many-writers case, and each one's work: streams x rows.
+WRITERS = (1, 2, 4, 8)
+WRITER_STREAMS, WRITER_ROWS = 200, 50
+
+#: Issue 13's push: two float64 columns of this many rows (200 MB).
+LIMIT_ROWS = 12_500_000
 
 
 @dataclass
@@ -59,6 +77,7 @@ class Job:
     reps: int
     timeout: float
     label: str = ""
+    server: str = "main"
     results: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -67,8 +86,8 @@ class Job:
         return f"{self.case}{self.label}/{self.variant or '-'}/{self.client}"
 
     def ok(self) -> list[dict[str, Any]]:
-        ''' The runs that finished. '''
-        return [r for r in self.results if "error" not in r]
+        ''' The runs that finished and did what they were asked (not ``fails``). '''
+        return [r for r in self.results if "error" not in r and "fails" not in r]
 
     def median(self, name: str = "time") -> float | None:
         ''' Median of ``name`` over the finished runs. '''
@@ -77,14 +96,14 @@ class Job:
 
 
 def plan(quick: bool, reps: int | None) -> list[Job]:
-    ''' Every job of a run. '''
+    ''' Every job of a run, in the order they run within a repetition. '''
     r = reps or (1 if quick else 3)
-    few = 1 if quick else 2
+    few = reps or (1 if quick else 2)
     jobs: list[Job] = []
 
     def add(case: str, variant: str, client: str, params: dict[str, Any], *, n: int = r,
-            timeout: float = 60, label: str = "") -> None:
-        jobs.append(Job(case, variant, client, params, n, timeout, label))
+            timeout: float = 60, label: str = "", server: str = "main") -> None:
+        jobs.append(Job(case, variant, client, params, n, timeout, label, server))
 
     # The ~40 ms delayed-ACK stalls of bokeh.client and of the raw client
     # without QUICKACK are steady: a median of 50 is enough and keeps it short.
@@ -94,10 +113,11 @@ def plan(quick: bool, reps: int | None) -> list[Job]:
     for client in ("bokeh", "bokehsync", "raw"):
         add("connect_pull", "", client, {"n": 10 if quick else 20})
     for rows in ((100_000, 5_000_000) if quick else (100_000, 1_000_000, 5_000_000)):
-        for client in ("bokeh", "bokehsync", "raw"):
+        for client in ("floor", "bokeh", "bokehsync", "raw"):
             add("push_big", "", client, {"rows": rows}, label=f"[{rows:.0e}]".replace("+0", ""), timeout=120,
                 n=r if rows < 5_000_000 or quick else 2 if client == "raw" else r)
     burst = {"n": 10_000}
+    add("patch_burst", "", "floor", burst)
     add("patch_burst", "each", "bokeh", burst, n=1, timeout=30)
     if not quick:
         add("patch_burst", "rt100", "bokeh", burst, n=1, timeout=60)
@@ -105,34 +125,67 @@ def plan(quick: bool, reps: int | None) -> list[Job]:
     add("patch_burst", "batch", "bokehsync", burst)
     add("patch_burst", "each", "raw", burst, n=1)
     add("patch_burst", "merged", "raw", burst, n=few)
-    for kind in ("list",) if quick else ("list", "numpy"):
+    for kind in ("list", "numpy"):
         params = {"n": 1000, "rows": 1000, "kind": kind}
         label = f"[{kind}]"
+        # Issue 16's target is numpy; lists (and their slow verification) get fewer runs.
+        reps_kind = r if kind == "numpy" else few
+        add("stream", "", "floor", params, n=reps_kind, timeout=60, label=label)
         add("stream", "each", "bokeh", params, n=1, timeout=30, label=label)
         if not quick:
             add("stream", "rt100", "bokeh", params, n=1, timeout=90, label=label)
-        add("stream", "each", "bokehsync", params, n=few, timeout=90, label=label)
-        if kind == "list":
-            # numpy + batch() takes > 30 s (see docs/performance.rst): run by hand.
-            add("stream", "batch", "bokehsync", params, n=few, timeout=90, label=label)
-        add("stream", "each", "raw", params, n=1, timeout=90, label=label)
+        add("stream", "each", "bokehsync", params, n=reps_kind, timeout=90, label=label)
+        if not quick:
+            add("stream", "batch", "bokehsync", params, n=1, timeout=90, label=label)
+            add("stream", "each", "raw", params, n=1, timeout=90, label=label)
     echo = {"n": 10_000}
+    add("patch_callback", "", "floor", echo, n=few)
     add("patch_callback", "roundtrip", "bokeh", echo, n=1, timeout=10)
     if not quick:
         add("patch_callback", "loop100", "bokeh", echo, n=1, timeout=90)
     add("patch_callback", "each", "bokehsync", echo, n=few, timeout=90)
-    for client, variant in (("bokeh", "sleep"), ("bokeh", "loop"), ("bokehsync", "sleep")):
-        add("receive", variant, client, {"seconds": 3}, n=few, timeout=30)
+    # bokeh.client applies nothing while it sleeps (0 of ~60 updates): once is enough.
+    for client, variant, n in (("bokeh", "sleep", 1), ("bokeh", "loop", 1 if quick else 2),
+                               ("bokehsync", "sleep", 1 if quick else 2)):
+        add("receive", variant, client, {"seconds": 3}, n=n, timeout=30)
     for method in ("spawn", "fork"):
         for client in ("bokeh", "bokehsync"):
-            add("workers", method, client, {"procs": 8, "rows": 100_000}, n=few if quick else r, timeout=150)
+            add("workers", method, client, {"procs": 8, "rows": 100_000}, n=few, timeout=150)
+    for procs in WRITERS:
+        params = {"procs": procs, "streams": WRITER_STREAMS, "rows": WRITER_ROWS}
+        for variant in ("shared", "own"):
+            for client in ("floor", "bokehsync"):
+                # The target's two points (1 and 8 writers, shared) get the most runs.
+                n = r if variant == "shared" and procs in (1, 8) else few
+                add("writers", variant, client, params, n=n, label=f"[{procs}]", timeout=180)
+    limit = {"rows": LIMIT_ROWS}
+    add("push_limit", "", "floor", limit, n=few, timeout=60)
+    for client, server in (("bokehsync", "1gib"), ("bokeh", "1gib"), ("bokehsync", "default"),
+                           ("bokeh", "default")):
+        add("push_limit", server, client, limit, n=r if client == "bokehsync" else few, timeout=180,
+            server="main" if server == "1gib" else "default")
     return jobs
+
+
+def wait_idle(server: psutil.Process, limit: float = 3.0) -> None:
+    ''' Wait (up to ``limit`` seconds) until the server used under 5 ms of CPU
+    in the last 100 ms, so that a run does not pay for the previous one's
+    leftovers (closing sessions, broadcasts still being sent).
+    '''
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        cpu0 = sum(server.cpu_times()[:2])
+        time.sleep(0.1)
+        if sum(server.cpu_times()[:2]) - cpu0 < 0.005:
+            return
 
 
 def run_job(job: Job, base: str, server: psutil.Process) -> dict[str, Any]:
     ''' One run of ``job`` in a fresh process, killed after ``job.timeout``. '''
+    wait_idle(server)  # floors too: a busy server would take a core from them
     cmd = [sys.executable, "-m", "benchmarks._client", job.case, job.client, job.variant, base,
            json.dumps(job.params)]
+    load = os.getloadavg()[0]
     cpu0 = sum(server.cpu_times()[:2])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -144,7 +197,7 @@ def run_job(job: Job, base: str, server: psutil.Process) -> dict[str, Any]:
         out, err = proc.communicate(timeout=10)
         last = _last_error(err)
         return {"error": f"HANG: killed after {job.timeout:.0f} s" + (f" ({last})" if last else ""),
-                "wall": time.perf_counter() - t0}
+                "wall": time.perf_counter() - t0, "load": load}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -153,10 +206,11 @@ def run_job(job: Job, base: str, server: psutil.Process) -> dict[str, Any]:
     server_cpu = sum(server.cpu_times()[:2]) - cpu0
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"error": f"FAILED (exit {proc.returncode}): {_last_error(err)}", "wall": wall}
+        return {"error": f"FAILED (exit {proc.returncode}): {_last_error(err)}", "wall": wall, "load": load}
     result = json.loads(lines[-1])
     result["wall"] = wall
     result["server_cpu"] = server_cpu
+    result["load"] = load
     return result
 
 
@@ -211,35 +265,56 @@ def _mb(v: float | None) -> str:
     return "-" if v is None else f"{v / 2**20:.0f} MB"
 
 
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}x" if v < 0.1 else f"{v:.2f}x"
+
+
+def _med(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _extra_rss(results: list[dict[str, Any]]) -> float | None:
+    return _med([r["rss_peak"] - r["rss_base"] for r in results if r.get("rss_base") and r.get("rss_peak")])
+
+
+def _status(job: Job) -> str:
+    ''' "yes" / "NO" / "n/a" for verification, or why the runs did not finish. '''
+    ok = job.ok()
+    fails = sorted({r["fails"] for r in job.results if "fails" in r})
+    errors = sorted({r["error"] for r in job.results if "error" in r})
+    if not ok:
+        if fails:
+            return "fails: " + fails[0]
+        return errors[0] if errors else "-"
+    verified = {r.get("verified") for r in ok}
+    ver = "n/a" if verified == {None} else "yes" if verified == {True} else "NO"
+    notes = sorted({r.get("note", "") for r in ok} - {""})
+    tail = "; ".join([*notes[:1], *(f"fails: {f}" for f in fails), *errors])
+    return ver + ("  " + tail if tail else "")
+
+
 def print_case_table(jobs: list[Job]) -> list[str]:
     ''' Print (and return) the per-job lines. '''
-    head = (f"{'case/variant/client':44} {'ok':>5} {'median':>10} {'min':>10} {'max':>10} "
-            f"{'peak RSS':>9} {'+RSS':>8} {'srv CPU':>9}  verified / note")
+    head = (f"{'case/variant/client':40} {'ok':>5} {'median':>10} {'min':>10} {'max':>10} {'CPU':>9} "
+            f"{'peak RSS':>9} {'+RSS':>8} {'srv CPU':>8} {'load':>5}  verified / note")
     lines = [head, "-" * len(head)]
     for job in jobs:
         if not job.results:
             continue
         ok = job.ok()
         times = [r["time"] for r in ok]
-        peaks = [r["rss_peak"] for r in ok if r.get("rss_peak")]
-        extra = [r["rss_peak"] - r["rss_base"] for r in ok if r.get("rss_base")]
+        peaks = [r["rss_peak"] for r in ok or job.results if r.get("rss_peak")]
         cpu = [r["server_cpu"] for r in ok if r.get("server_cpu") is not None]
-        verified = {r.get("verified") for r in ok}
-        if not ok:
-            ver = job.results[0]["error"]
-        elif verified == {None}:
-            ver = "n/a"
-        else:
-            ver = "yes" if verified == {True} else "NO"
-        notes = sorted({r.get("note", "") for r in ok} - {""})
-        errors = sorted({r["error"] for r in job.results if "error" in r})
-        tail = "; ".join([*notes[:1], *(errors if ok else [])])
+        client_cpu = _med([r["cpu"] for r in ok if r.get("cpu") is not None])
+        load = _med([r["load"] for r in job.results if r.get("load") is not None])
+        if not ok:  # time and memory until the failure
+            times = [r["time"] for r in job.results if r.get("time") is not None]
         lines.append(
-            f"{job.key:44} {len(ok):>2}/{len(job.results):<2} {_ms(statistics.median(times) if times else None):>10} "
+            f"{job.key:40} {len(ok):>2}/{len(job.results):<2} {_ms(_med(times)):>10} "
             f"{_ms(min(times) if times else None):>10} {_ms(max(times) if times else None):>10} "
-            f"{_mb(statistics.median(peaks) if peaks else None):>9} "
-            f"{_mb(statistics.median(extra) if extra else None):>8} "
-            f"{(f'{statistics.median(cpu):.2f} s' if cpu else '-'):>9}  {ver}{'  ' + tail if tail else ''}")
+            f"{_ms(client_cpu):>9} {_mb(_med(peaks)):>9} {_mb(_extra_rss(ok or job.results)):>8} "
+            f"{(f'{statistics.median(cpu):.2f} s' if cpu else '-'):>8} "
+            f"{('-' if load is None else f'{load:.1f}'):>5}  {_status(job)}")
     for line in lines:
         print(line)
     return lines
@@ -254,9 +329,7 @@ def _ratio(jobs: list[Job], a: str, b: str, name: str = "time", base: bool = Fal
     if ja is None or jb is None:
         return None
     if base:
-        va = [r["rss_peak"] - r["rss_base"] for r in ja.ok() if r.get("rss_base")]
-        vb = [r["rss_peak"] - r["rss_base"] for r in jb.ok() if r.get("rss_base")]
-        ma, mb = (statistics.median(va) if va else None), (statistics.median(vb) if vb else None)
+        ma, mb = _extra_rss(ja.ok()), _extra_rss(jb.ok())
     else:
         ma, mb = ja.median(name), jb.median(name)
     return None if ma is None or mb is None or mb == 0 else ma / mb
@@ -266,58 +339,178 @@ def _verified(job: Job | None) -> bool:
     return job is not None and bool(job.ok()) and all(r.get("verified") for r in job.ok())
 
 
+def _floor_of(jobs: list[Job], job: Job, client: str = "floor") -> Job | None:
+    ''' The floor of ``job``'s case: the ``floor`` client's job of the same case
+    and label (the same variant where the floor has variants), or with
+    ``client="raw"`` the raw websocket client's (its best variant).
+    '''
+    found = [j for j in jobs if j.case == job.case and j.label == job.label and j.client == client and j.ok()]
+    if client == "raw":
+        best = [j for j in found if j.variant in ("", "quickack", "merged")]
+    else:
+        best = [j for j in found if j.variant == job.variant]
+    return (best or found or [None])[0]
+
+
+def _bokeh_of(jobs: list[Job], job: Job) -> Job | None:
+    ''' bokeh.client's job of the same case, label and variant, or its
+    reference variant where it cannot run that one.
+    '''
+    same = _find(jobs, job.key.replace("/bokehsync", "/bokeh"))
+    if same is not None and same.ok():
+        return same
+    return next((j for j in jobs if j.client == "bokeh" and j.case == job.case and j.label == job.label
+                 and j.ok()), None)
+
+
+def print_floor_table(jobs: list[Job]) -> list[str]:
+    ''' Each bokehsync job beside its floors and bokeh.client, with the ratios (medians of time). '''
+    head = (f"{'case/variant':24} {'floor':>9} {'raw':>18} {'bokehsync':>10} {'x floor':>8} {'x raw':>7} "
+            f"{'CPU x floor':>11}   {'bokeh.client':>20} {'x floor':>8} {'bokehsync/bokeh':>15}")
+    lines = [head, "-" * len(head)]
+    for job in jobs:
+        if job.client != "bokehsync" or not job.ok():
+            continue
+        floor, raw, ref = _floor_of(jobs, job), _floor_of(jobs, job, "raw"), _bokeh_of(jobs, job)
+        mine = job.median()
+        f = floor.median() if floor else None
+        r = raw.median() if raw else None
+        b = ref.median() if ref else None
+        rname = f"{raw.variant + ' ' if raw and raw.variant else ''}{_ms(r)}" if raw else "-"
+        c, fc = job.median("cpu"), floor.median("cpu") if floor else None
+        bname = f"{ref.variant + ' ' if ref and ref.variant else ''}{_ms(b)}" if ref else "-"
+        lines.append(f"{job.key.rsplit('/', 1)[0]:24} {_ms(f):>9} {rname:>18} {_ms(mine):>10} "
+                     f"{_x(mine / f if mine and f else None):>8} {_x(mine / r if mine and r else None):>7} "
+                     f"{_x(c / fc if c and fc else None):>11}   "
+                     f"{bname:>20} {_x(b / f if b and f else None):>8} "
+                     f"{_x(mine / b if mine and b else None):>15}")
+    for line in lines:
+        print(line)
+    return lines
+
+
+def _cpu_pair(job: Job | None) -> str:
+    if job is None:
+        return "-"
+    c, srv = job.median("cpu"), job.median("server_cpu")
+    return f"{'-' if c is None else f'{c:.2f}'}/{'-' if srv is None or job.client == 'floor' else f'{srv:.2f}'}"
+
+
+def print_writers_table(jobs: list[Job]) -> list[str]:
+    ''' The many-writers case: wall time and total rows/s by number of writers. '''
+    lines: list[str] = []
+    rows: dict[tuple[str, str], dict[int, Job]] = {}
+    for job in jobs:
+        if job.case == "writers" and job.results:
+            rows.setdefault((job.variant, job.client), {})[job.params["procs"]] = job
+    if not rows:
+        return lines
+    head = f"{'writers':8}" + "".join(f"{f'{v} {c}':>26}" for v, c in sorted(rows))
+    lines += ["many writers: wall time until every row is on the server, total rows/s", head, "-" * len(head)]
+    for procs in WRITERS:
+        if not any(procs in by_procs for by_procs in rows.values()):
+            continue
+        cells = []
+        for key in sorted(rows):
+            cell = rows[key].get(procs)
+            t = cell.median() if cell else None
+            rate = cell.median("rows_per_s") if cell else None
+            cells.append(f"{(_ms(t) + ', ' + f'{rate:,.0f}') if t and rate else (_status(cell) if cell else '-'):>26}")
+        lines.append(f"{procs:<8}" + "".join(cells))
+    ran = [procs for procs in WRITERS if any(procs in by_procs for by_procs in rows.values())]
+    lines.append("CPU seconds (all writers together / the server), medians: "
+                 + "; ".join(f"{procs}: " + ", ".join(
+                     f"{v} {c} {_cpu_pair(rows[(v, c)].get(procs))}" for v, c in sorted(rows)
+                     if rows[(v, c)].get(procs) is not None) for procs in ran))
+    conv = []
+    for procs in WRITERS:
+        shared = rows.get(("shared", "bokehsync"), {}).get(procs)
+        c = shared.median("converged") if shared else None
+        if c is not None:
+            conv.append(f"{procs}: {_ms(c)}")
+    if conv:
+        lines.append("shared bokehsync, until every writer's document holds every row: " + ", ".join(conv))
+    for key in sorted(rows):
+        one, eight = rows[key].get(1), rows[key].get(8)
+        r1 = one.median("rows_per_s") if one else None
+        r8 = eight.median("rows_per_s") if eight else None
+        if r1 and r8:
+            lines.append(f"rows/s 8 writers / 1 writer, {key[0]} {key[1]}: {r8 / r1:.2f}x")
+    for line in lines:
+        print(line)
+    return lines
+
+
 def targets(jobs: list[Job], imp: dict[str, Any] | None) -> list[tuple[str, str, bool | None]]:
-    ''' (target, measured, MET?) for every target of issue 4; None when not run. '''
+    ''' (target, measured, MET?) for the targets of issues 16, 13 and 4. '''
     out: list[tuple[str, str, bool | None]] = []
 
     def get(key: str) -> Job | None:
         job = _find(jobs, key)
         return job if job is not None and job.results else None
 
+    def vs_floor(key: str, limit: float, name: str) -> None:
+        job = get(key)
+        floor = _floor_of(jobs, job) if job else None
+        if job and floor and job.median() and floor.median():
+            r = job.median() / floor.median()  # type: ignore[operator]
+            out.append((name, f"{r:.2f}x ({_ms(job.median())} / {_ms(floor.median())})",
+                        r <= limit and _verified(job)))
+    vs_floor("patch_burst/each/bokehsync", 1.25, "#16 patch_burst <= 1.25x floor")
+    vs_floor("stream[numpy]/each/bokehsync", 1.15, "#16 stream[numpy] <= 1.15x floor")
+    r = _ratio(jobs, "connect_pull/-/bokehsync", "connect_pull/-/bokeh")
+    if r is not None:
+        out.append(("#16 connect_pull <= 0.1x bokeh.client", f"{r:.3f}x", r <= 0.1))
+    one, eight = get("writers[1]/shared/bokehsync"), get("writers[8]/shared/bokehsync")
+    if one and eight and one.median("rows_per_s") and eight.median("rows_per_s"):
+        r = eight.median("rows_per_s") / one.median("rows_per_s")  # type: ignore[operator]
+        out.append(("#16 writers shared: 8 writers >= 0.6x rows/s of 1", f"{r:.2f}x",
+                    r >= 0.6 and _verified(eight) and _verified(one)))
+    split, single = get("push_limit/default/bokehsync"), get("push_limit/1gib/bokehsync")
+    if split and single:
+        if not split.ok():
+            out.append(("#13 push 200 MB to a default server", _status(split)[:44], False))
+        elif single.median():
+            r = split.median() / single.median()  # type: ignore[operator]
+            out.append(("#13 split push <= 1.5x time of one message", f"{r:.2f}x", r <= 1.5 and _verified(split)))
+            a, b = _extra_rss(split.ok()), _extra_rss(single.ok())
+            if a is not None and b is not None:
+                out.append(("#13 split push +RSS within 64 MiB of one message", f"{_mb(a)} vs {_mb(b)}",
+                            a - b <= 64 * 2**20))
     bs = get("rtt/-/bokehsync")
     raw = get("rtt/quickack/raw")
     if bs and bs.median() is not None:
-        out.append(("rtt <= 1 ms", _ms(bs.median()), bs.median() <= 1e-3))  # type: ignore[operator]
+        out.append(("#4 rtt <= 1 ms", _ms(bs.median()), bs.median() <= 1e-3))  # type: ignore[operator]
         if raw and raw.median():
             r = bs.median() / raw.median()  # type: ignore[operator]
-            out.append(("rtt <= 1.5x raw websocket (QUICKACK)", f"{r:.2f}x ({_ms(raw.median())} raw)", r <= 1.5))
-    r = _ratio(jobs, "connect_pull/-/bokeh", "connect_pull/-/bokehsync")
-    if r is not None:
-        out.append(("connect_pull >= 10x faster", f"{r:.1f}x faster", r >= 10))
-    for key, name in (("patch_burst/each/bokehsync", "patch_burst <= 0.5 s, verified"),
-                      ("stream[list]/each/bokehsync", "stream (lists) <= 0.5 s, verified"),
-                      ("stream[numpy]/each/bokehsync", "stream (numpy) <= 0.5 s, verified")):
-        job = get(key)
-        if job and job.median() is not None:
-            out.append((name, f"{_ms(job.median())}, verified={_verified(job)}",
-                        job.median() <= 0.5 and _verified(job)))  # type: ignore[operator]
+            out.append(("#4 rtt <= 1.5x raw websocket (QUICKACK)", f"{r:.2f}x ({_ms(raw.median())} raw)", r <= 1.5))
     big = "push_big[5e6]"
     r = _ratio(jobs, f"{big}/-/bokehsync", f"{big}/-/bokeh")
     if r is not None:
-        out.append(("push_big 5e6 time <= 0.5x", f"{r:.2f}x", r <= 0.5))
+        out.append(("#4 push_big 5e6 time <= 0.5x bokeh.client", f"{r:.2f}x", r <= 0.5))
     r = _ratio(jobs, f"{big}/-/bokehsync", f"{big}/-/bokeh", "rss_peak")
     if r is not None:
         rb = _ratio(jobs, f"{big}/-/bokehsync", f"{big}/-/bokeh", base=True)
-        out.append(("push_big 5e6 peak RSS <= 0.5x", f"{r:.2f}x (above baseline: {rb:.2f}x)"
+        out.append(("#4 push_big 5e6 peak RSS <= 0.5x bokeh.client", f"{r:.2f}x (above baseline: {rb:.2f}x)"
                     if rb is not None else f"{r:.2f}x", r <= 0.5))
     job = get("patch_callback/each/bokehsync")
     if job:
         applied = [r.get("applied") for r in job.ok()]
-        out.append(("patch_callback: all server updates applied", f"{applied} of {job.params['n']}", _verified(job)))
+        out.append(("#4 patch_callback: all server updates applied", f"{applied} of {job.params['n']}",
+                    _verified(job)))
     job = get("receive/sleep/bokehsync")
     if job:
         applied = [r.get("applied") for r in job.ok()]
-        out.append(("receive: every update applied (~60 in 3 s)", f"{applied}", _verified(job)))
+        out.append(("#4 receive: every update applied (~60 in 3 s)", f"{applied}", _verified(job)))
     for method, limit in (("spawn", 1.10), ("fork", 1.0)):
         r = _ratio(jobs, f"workers/{method}/bokehsync", f"workers/{method}/bokeh")
         if r is not None:
             ok = r <= limit and _verified(get(f"workers/{method}/bokehsync"))
-            out.append((f"workers {method} <= {limit:.2f}x" + (" (no slower, 10% noise)" if method == "spawn" else ""),
-                        f"{r:.2f}x", ok))
+            out.append((f"#4 workers {method} <= {limit:.2f}x bokeh.client", f"{r:.2f}x", ok))
     if imp is not None and imp.get("bokehsync_importtime") is not None:
         v = imp["bokehsync_importtime"]
         wall = imp["wall_extra_bokehsync"] * 1e3
-        out.append(("import bokehsync < 50 ms extra", f"{v * 1e3:.1f} ms (wall diff {wall:.0f} ms)", v < 0.05))
+        out.append(("#4 import bokehsync < 50 ms extra", f"{v * 1e3:.1f} ms (wall diff {wall:.0f} ms)", v < 0.05))
     return out
 
 
@@ -339,46 +532,72 @@ def machine() -> dict[str, Any]:
             "loadavg": os.getloadavg()}
 
 
+def select(jobs: list[Job], cases: list[str] | None, clients: list[str] | None,
+        matches: list[str] | None) -> list[Job]:
+    ''' The jobs picked by ``--case``, ``--client`` and ``--match`` (all must hold). '''
+    return [j for j in jobs if (not cases or j.case in cases) and (not clients or j.client in clients)
+            and (not matches or any(m in j.key for m in matches))]
+
+
 def main(argv: list[str] | None = None) -> int:
     ''' Run the suite; print the tables; optionally write JSON. '''
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", action="append", choices=CASE_NAMES, help="run only this case (repeatable)")
+    parser.add_argument("--client", action="append", choices=CLIENT_NAMES, help="run only this client (repeatable)")
+    parser.add_argument("--match", action="append", metavar="TEXT",
+                        help="run only jobs whose key contains TEXT, e.g. 'writers[8]' (repeatable)")
     parser.add_argument("--json", type=Path, help="write all results here")
-    parser.add_argument("--quick", action="store_true", help="one repetition, fewer sizes (< 2 min)")
-    parser.add_argument("--reps", type=int, help="repetitions per job (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true", help="one repetition, fewer sizes (about 3 min)")
+    parser.add_argument("--reps", type=int, help="repetitions per job (default 3, or 2 for the slow "
+                        "reference runs; quick 1)")
     args = parser.parse_args(argv)
-    selected = set(args.case or CASE_NAMES)
-    jobs = [j for j in plan(args.quick, args.reps)
-            if j.case in selected or ("limit" in selected and j.client == "raw")]
+    jobs = select(plan(args.quick, args.reps), args.case, args.client, args.match)
+    run_import = "import" in (args.case or CASE_NAMES) and not args.client and not args.match
     info = machine()
     print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, bokeh {info['bokeh']}, "
-          f"tornado {info['tornado']}, websocket-client {info['websocket-client']}, load {info['loadavg']}")
+          f"tornado {info['tornado']}, websocket-client {info['websocket-client']}, numpy {info['numpy']}")
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in info['loadavg'])}")
     started = time.perf_counter()
     imp = None
-    log_path = Path(tempfile.gettempdir()) / f"bokehsync-bench-server-{os.getpid()}.log"
-    server = LocalServer({f"/{name}": f"benchmarks.apps:{name}" for name in APPS},
-                         server_kwargs={"websocket_max_message_size": SERVER_MAX_MESSAGE}, pythonpath=[str(ROOT)])
+    log_dir = Path(tempfile.gettempdir())
+    servers = {
+        "main": LocalServer({f"/{name}": f"benchmarks.apps:{name}" for name in APPS},
+                            server_kwargs={"websocket_max_message_size": SERVER_MAX_MESSAGE}, pythonpath=[str(ROOT)]),
+        # bokeh's defaults: a 20 MiB websocket message limit (issue 13).
+        "default": LocalServer({"/empty": "benchmarks.apps:empty"}, pythonpath=[str(ROOT)]),
+    }
+    logs: list[Path] = []
     try:
-        if jobs:
-            _start_quietly(server, log_path)
-            assert server.proc is not None
-            proc = psutil.Process(server.proc.pid)
-            base = server.url("").rstrip("/")
-            for rep in range(max(j.reps for j in jobs)):
-                order = jobs if rep % 2 == 0 else _reversed_within_case(jobs)
-                for job in order:
-                    if rep >= job.reps:
-                        continue
-                    result = run_job(job, base, proc)
-                    job.results.append(result)
-                    status = result.get("error") or f"{_ms(result['time'])}"
-                    print(f"  [{time.perf_counter() - started:6.1f} s] rep {rep + 1} {job.key}: {status}", flush=True)
-        if "import" in selected:
+        procs: dict[str, psutil.Process] = {}
+        bases: dict[str, str] = {}
+        for name in sorted({j.server for j in jobs if j.client != "floor"} or ({"main"} if jobs else set())):
+            log_path = log_dir / f"bokehsync-bench-server-{name}-{os.getpid()}.log"
+            _start_quietly(servers[name], log_path)
+            logs.append(log_path)
+            assert servers[name].proc is not None
+            procs[name] = psutil.Process(servers[name].proc.pid)  # type: ignore[union-attr]
+            bases[name] = servers[name].url("").rstrip("/")
+        for rep in range(max((j.reps for j in jobs), default=0)):
+            order = jobs if rep % 2 == 0 else _reversed_within_case(jobs)
+            for job in order:
+                if rep >= job.reps:
+                    continue
+                server = job.server if job.server in procs else "main"
+                result = run_job(job, bases[server], procs[server])
+                job.results.append(result)
+                status = result.get("error") or (f"fails: {result['fails'][:80]}" if "fails" in result else "") \
+                    or f"{_ms(result['time'])}"
+                print(f"  [{time.perf_counter() - started:6.1f} s] rep {rep + 1} {job.key}: {status} "
+                      f"(load {result.get('load', 0):.1f})", flush=True)
+        if run_import:
             imp = measure_import(3 if args.quick else 7)
     finally:
-        server.stop()
-    if log_path.exists():
-        print(f"(server log: {log_path})")
+        for local in servers.values():
+            local.stop()
+    for log_path in logs:
+        if log_path.exists():
+            print(f"(server log: {log_path})")
+    total = time.perf_counter() - started
     print()
     lines = print_case_table(jobs)
     if imp is not None:
@@ -390,26 +609,23 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
         lines.append(line)
     print()
-    print("ratios bokehsync / bokeh.client (time; peak RSS):")
-    ratios = []
-    for a, b in _ratio_pairs(jobs):
-        rt = _ratio(jobs, a, b)
-        rm = _ratio(jobs, a, b, "rss_peak")
-        if rt is not None:
-            ratios.append(f"  {a:44} / {b.split('/', 1)[1]:14} time {rt:6.3f}x   peak RSS "
-                          f"{'-' if rm is None else f'{rm:.2f}x'}")
-    for line in ratios:
-        print(line)
+    print("bokehsync beside its floors and bokeh.client (medians of wall time): floor = the same document work "
+          "with no client (_floor.py), raw = a raw websocket client (_raw.py); CPU x floor = the client process's "
+          "CPU time over the floor's, where both were measured")
+    print_floor_table(jobs)
+    print()
+    print_writers_table(jobs)
     table = targets(jobs, imp)
     print()
     print(f"{'target':56} {'measured':44} result")
     for name, value, met in table:
         print(f"{name:56} {value:44} {'MET' if met else 'MISSED' if met is False else 'not run'}")
-    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"total {total:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({
-            "machine": info, "quick": args.quick,
-            "jobs": [{"key": j.key, "case": j.case, "variant": j.variant, "client": j.client,
+            "machine": info, "quick": args.quick, "total_s": total, "loadavg_end": os.getloadavg(),
+            "jobs": [{"key": j.key, "case": j.case, "variant": j.variant, "client": j.client, "server": j.server,
                       "params": j.params, "results": j.results} for j in jobs],
             "import": imp, "targets": [{"target": t, "measured": v, "met": m} for t, v, m in table],
         }, indent=1, default=str))
@@ -443,23 +659,6 @@ def _reversed_within_case(jobs: list[Job]) -> list[Job]:
         out.extend(reversed(jobs[i:j]))
         i = j
     return out
-
-
-def _ratio_pairs(jobs: list[Job]) -> list[tuple[str, str]]:
-    ''' (bokehsync job, bokeh.client job) of the same case and variant, or its reference variant. '''
-    pairs = []
-    for job in jobs:
-        if job.client != "bokehsync":
-            continue
-        same = _find(jobs, job.key.replace("/bokehsync", "/bokeh"))
-        if same is not None and same.ok():
-            pairs.append((job.key, same.key))
-            continue
-        ref = next((j for j in jobs if j.client == "bokeh" and j.case == job.case and j.label == job.label
-                    and j.ok()), None)
-        if ref is not None:
-            pairs.append((job.key, ref.key))
-    return pairs
 
 
 if __name__ == "__main__":
