@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bokeh.core.serialization import DeserializationError, Serialized
 
+from ._converge import Pending
 from ._crossing import apply_crossing
 from ._events import is_heavy, size_groups
 from ._outbox import Outbox
@@ -250,24 +251,30 @@ class DocumentSync:
         if doc is None:
             return False
         with self.lock:
-            self._applying.active = True
-            try:
-                return reconcile(doc, Serialized(reply.content["doc"], reply.buffers), self._setter,
-                                 self.outbox.pending())
-            except DeserializationError as e:
-                unknown = unknown_model_types(reply.content)
-                if not unknown:
-                    raise
-                raise unknown_model_error(unknown, self._url) from e
-            finally:
-                self._applying.active = False
+            return self._reconcile(reply, doc)
+
+    def _reconcile(self, reply: Message[Any], document: Document) -> bool:
+        ''' ``_reconcile.reconcile`` of a PULL-DOC-REPLY into ``document``,
+        holding :attr:`lock`, with our pending changes if it is the session's.
+        '''
+        pending = self.outbox.pending() if document is self.document else Pending()
+        self._applying.active = True
+        try:
+            return reconcile(document, Serialized(reply.content["doc"], reply.buffers), self._setter, pending)
+        except DeserializationError as e:
+            unknown = unknown_model_types(reply.content)
+            if not unknown:
+                raise
+            raise unknown_model_error(unknown, self._url) from e
+        finally:
+            self._applying.active = False
 
     def apply_pull(self, reply: Message[Any], document: Document) -> bool:
         ''' Apply a PULL-DOC-REPLY to ``document``, in order with server
         patches (the reader thread), and bind it if the session has no
-        document yet. The session's own document, if it has content, is
-        brought to the server's state in place (:meth:`apply_resync`), so the
-        model objects the program holds stay in it; any other is replaced.
+        document yet. The document is brought to the server's state in place
+        (``_reconcile``), so the model objects the program holds stay in it
+        (bokeh's ``push_to_document`` would replace them all).
 
         Returns:
             bool : whether to resynchronise again (see :meth:`apply_resync`)
@@ -275,20 +282,9 @@ class DocumentSync:
         Raises:
             UnknownModelType: the server's document has model types this process lacks
         '''
-        if document is self.document and document.roots:
-            return self.apply_resync(reply)
         with self.lock:
-            self._applying.active = True
-            try:
-                reply.push_to_document(document)  # type: ignore[attr-defined]  # a PULL-DOC-REPLY
-            except DeserializationError as e:
-                unknown = unknown_model_types(reply.content)
-                if not unknown:
-                    raise
-                raise unknown_model_error(unknown, self._url) from e
-            finally:
-                self._applying.active = False
+            again = self._reconcile(reply, document)
             if self.document is None:
                 self.attach(document)
-        return False
+        return again
 

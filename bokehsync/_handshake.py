@@ -144,6 +144,7 @@ class HandshakeOptions:
         self.origin = origin
         self._sslopt = _sslopt(url, verify, ssl_context)
         self._proxy = _proxy_option(url, proxy)
+        self._proxy_decision: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         # Never show the key, the token, header or cookie values.
@@ -224,7 +225,10 @@ class HandshakeOptions:
         if self._sslopt.get("cert_reqs") == ssl.CERT_NONE and self.url.startswith("wss:"):
             log.warning("TLS certificate verification is disabled (verify=False) for %s: the connection "
                         "is encrypted but the server is not authenticated", self.url)
-        kwargs.update(self._proxy_kwargs())
+        if self._proxy_decision is None:
+            # Decided once per session (the environment scan costs ~50 us per connect).
+            self._proxy_decision = self._proxy_kwargs()
+        kwargs.update({k: list(v) if isinstance(v, list) else v for k, v in self._proxy_decision.items()})
         return kwargs
 
     def _proxy_kwargs(self) -> dict[str, Any]:

@@ -63,6 +63,16 @@ def reconcile(doc: Document, snapshot: Serialized[Any], setter: Any, pending: Pe
     content["defs"] = []  # as Document.from_json: model definitions are not loaded
     struct = Deserializer().deserialize(Serialized(content, snapshot.buffers))
     server_roots: list[Model] = list(struct["roots"])
+    _config(doc, struct.get("config"), setter)
+    title = struct.get("title")
+    if not doc.roots and not len(doc.models):
+        # An empty document (a first pull): the server's objects are ours.
+        with doc.models.freeze():
+            for root in server_roots:
+                doc.add_root(root, setter=setter)
+        if isinstance(title, str) and title != doc.title:
+            doc.set_title(title, setter=setter)
+        return False
     theirs = collect_models(*server_roots)
     ours = {model.id: model for model in doc.models}
     target: dict[str, Model] = {}
@@ -120,7 +130,6 @@ def reconcile(doc: Document, snapshot: Serialized[Any], setter: Any, pending: Pe
                     doc.remove_root(root, setter=setter)
                 for root in wanted:
                     doc.add_root(root, setter=setter)
-    title = struct.get("title")
     if isinstance(title, str) and title != doc.title and not pending.touches.get(("", "title")):
         doc.set_title(title, setter=setter)
     return retry
@@ -128,6 +137,16 @@ def reconcile(doc: Document, snapshot: Serialized[Any], setter: Any, pending: Pe
 
 #: Keep the local value.
 _KEEP = object()
+
+
+def _config(doc: Document, config: Any, setter: Any) -> None:
+    ''' The server's document configuration (bokeh >= 3.5 sends one), onto ours in place. '''
+    local = getattr(doc, "config", None)
+    if not isinstance(config, Model) or not isinstance(local, Model) or type(local) is not type(config):
+        return
+    for name, value in config.properties_with_values(include_defaults=True).items():
+        if not local.lookup(name).property.matches(value, getattr(local, name)):
+            local.set_from_json(name, value, setter=setter)
 
 
 def _keep_ours(local: Model, name: str, server_value: Any, touch: Touch) -> tuple[Any, bool]:
