@@ -259,7 +259,9 @@ class ClientSession(BokehClientHooks):
                 (bokehsync only)
 
         Raises:
-            ServerError, ConnectionLost, ReplyTimeout
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
             RuntimeError: called holding :attr:`lock`, or from the reader thread
         '''
         self._connection.force_roundtrip(**_extras(timeout=timeout))
@@ -289,7 +291,10 @@ class ClientSession(BokehClientHooks):
                 called on a bokehsync thread (default: None) (bokehsync only)
 
         Raises:
-            ConnectionFailed, ServerError, ConnectionLost, ReplyTimeout
+            ConnectionFailed: the server could not be reached, or refused the session (an ``OSError``)
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
             UnknownModelType: the document uses model classes this process
                 does not define (import their module first); the session is closed
         '''
@@ -323,7 +328,10 @@ class ClientSession(BokehClientHooks):
 
         Raises:
             ValueError: a different document than ``session.document``
-            ConnectionFailed, ServerError, ConnectionLost, ReplyTimeout
+            ConnectionFailed: the server could not be reached, or refused the session (an ``OSError``)
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
         '''
         current = self._sync.document
         if current is None:
@@ -352,7 +360,9 @@ class ClientSession(BokehClientHooks):
             dict : ``{"version_info": {"bokeh": ..., "server": ...}}``
 
         Raises:
-            ServerError, ConnectionLost, ReplyTimeout
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
         '''
         return self._connection.request_server_info(**_extras(timeout=timeout))
 

@@ -55,7 +55,8 @@ def as_policy(value: Reconnect | bool | int | None) -> Reconnect | None:
     default policy; an int: that many attempts; a :class:`Reconnect`: itself.
 
     Raises:
-        TypeError, ValueError
+        TypeError: ``value`` is of none of the accepted types
+        ValueError: a policy with attempts below 1, negative delays or a factor below 1
     '''
     if value is None or value is False:
         return None

@@ -189,7 +189,7 @@ class ClientConnection:
                 (default: the connection's timeout) (bokehsync only)
 
         Raises:
-            WrongProcess: called in a forked child of the process that made it
+            WrongProcess: used in a process forked from C code, without Python's fork handlers
         '''
         deadline = self._requests.deadline(timeout)
         self._link.claim(deadline)
@@ -283,7 +283,9 @@ class ClientConnection:
             timeout (float, optional) : seconds (bokehsync only)
 
         Raises:
-            ServerError, ConnectionLost, ReplyTimeout
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
         '''
         self._requests.request(PROTOCOL.create('SERVER-INFO-REQ'), timeout=timeout)
 
@@ -314,7 +316,9 @@ class ClientConnection:
                 ``progress(total, total)`` at the end (bokehsync only)
 
         Raises:
-            ServerError, ConnectionLost, ReplyTimeout
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
         '''
         sync = self._sync
 
@@ -348,7 +352,9 @@ class ClientConnection:
             Message : the server's OK reply
 
         Raises:
-            ServerError, ConnectionLost, ReplyTimeout
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
         '''
         what = "push the document"
         deadline = self._requests.begin(what, timeout)
@@ -372,7 +378,9 @@ class ClientConnection:
             dict : ``{"version_info": {"bokeh": ..., "server": ...}}``
 
         Raises:
-            ServerError, ConnectionLost, ReplyTimeout
+            ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
+            ConnectionLost: the connection is closed, or died before the reply
+            ReplyTimeout: no reply within ``timeout``
         '''
         if self._server_info is None:
             reply = self._requests.request(PROTOCOL.create('SERVER-INFO-REQ'), timeout=timeout)

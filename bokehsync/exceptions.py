@@ -176,5 +176,5 @@ class WrongProcess(BokehSyncError, RuntimeError):
     ''' A session was used in a process forked without Python's fork handlers
     (a ``fork()`` from C code), so the parent's socket is still in it. After
     ``os.fork()`` and ``multiprocessing`` forks, a session opens the child's
-    own connection on first use instead (see docs/reliability.rst).
+    own connection on first use instead (see :doc:`threading`).
     '''
