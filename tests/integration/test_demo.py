@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from bokehsync import pull_session
-from tests.conftest import LONG, ROOT, wait_until
+from tests.support import LONG, ROOT, wait_until
 
 URL_LINE = re.compile(r"^Open (http://127\.0\.0\.1:(\d+)/demo)\?bokeh-session-id=(\S+)$")
 SUMMARY_LINE = re.compile(r"^worker (\d+): sent (\d+) rows, (\d+) on the server$")
