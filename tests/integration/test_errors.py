@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 
 import pytest
 
@@ -18,7 +19,7 @@ from bokehsync import (
 from tests.support import LONG, SHORT, outcome, refusing_port, wait_until
 from tests.support.fakeserver import FakeServer, Peer, hold_open
 from tests.support.faultproxy import FaultProxy
-from tests.support.wsframes import OP_TEXT, frame
+from tests.support.wsframes import OP_CLOSE, OP_TEXT, frame
 
 
 def test_connection_refused_is_an_oserror_naming_the_url():
@@ -116,6 +117,22 @@ def test_request_fails_at_once_when_the_link_dies():
             session.force_roundtrip()
         assert not session.connected and session.error_reason is ErrorReason.NETWORK_ERROR
         session.close()
+
+
+def test_close_sends_its_reason():
+    ''' close(why) sends a close frame with code 1000 and ``why`` as its reason (checked by the
+    server's script: a failed check there fails this test). '''
+    def script(peer: Peer) -> None:
+        peer.upgrade()
+        peer.send_ack()
+        opcode, payload = peer.recv_frame()
+        assert opcode == OP_CLOSE, opcode
+        assert payload == struct.pack("!H", 1000) + b"bye for now", payload
+        peer.send_close(1000)
+    with FakeServer(script) as fake:
+        session = ClientSession(websocket_url=fake.ws_url, ping_interval=None)
+        session.connect()
+        session.close("bye for now")
 
 
 def test_no_reply_raises_reply_timeout():

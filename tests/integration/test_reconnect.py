@@ -157,8 +157,9 @@ def _serve_pulls_and_requests(peer: Peer, read: bool = True) -> None:
 
 
 def test_close_stops_the_reconnect_attempts():
-    ''' close() while the server keeps refusing the reconnect attempts: when close() returns, this
-    session's reconnect thread is gone (no further attempt can be made) and it is not reconnecting. '''
+    ''' close() while the server keeps refusing the reconnect attempts: the server sees no further
+    attempt (at most the one under way), and when close() returns this session's reconnect thread is
+    gone, so none can follow, and it is not reconnecting. '''
     def script(peer: Peer) -> None:
         if peer.index == 0:
             peer.upgrade()
@@ -174,7 +175,10 @@ def test_close_stops_the_reconnect_attempts():
                                 reconnect=Reconnect(attempts=1000, initial_delay=0.01, max_delay=0.01))
         session.pull()
         wait_until(lambda: fake.connections >= 3, what="reconnect attempts")
+        before = fake.connections
         session.close()
+        # Counted by the server: at most the attempt under way when close() was called.
+        assert fake.connections - before <= 1, f"{fake.connections - before} connection attempts during close()"
         assert not session_threads(session, "reconnect"), "the reconnect thread outlived close()"
         assert not session._connection.reconnecting and not session.connected
 
@@ -204,7 +208,7 @@ def test_a_request_while_reconnecting_fails_at_once():
             wait_until(lambda: fake.connections >= 2 and session._connection.reconnecting,
                        what="a reconnect attempt to be under way")
             with pytest.raises(ConnectionLost):
-                session.force_roundtrip()
+                session.force_roundtrip(timeout=QUICK)
             release.set()
             assert back.wait(LONG), "the session did not reconnect"
             session.force_roundtrip()
