@@ -207,22 +207,26 @@ import sys, threading
 from bokehsync import pull_session
 s = pull_session(url={server.url('/stream')!r})
 main = threading.main_thread()
-def in_loop_until_closed():
+CALL_LINE = CALL_LINE_HERE  # the line of s._loop_until_closed() below
+def waiting_in_the_call():
+    # The main thread is inside that call (its outermost frame is on that line) and
+    # blocked in a threading wait: Ctrl-C now lands inside loop_until_closed().
     frame = sys._current_frames()[main.ident]
-    names = []
-    while frame is not None:
-        names.append(frame.f_code.co_name)
+    innermost = frame
+    while frame.f_back is not None:
         frame = frame.f_back
-    return names[0] in ("wait", "acquire") and "loop_until_closed" in names
+    return frame.f_lineno == CALL_LINE and innermost.f_code.co_filename == threading.__file__
 def announce():
     event = threading.Event()
-    while not in_loop_until_closed():
+    while not waiting_in_the_call():
         event.wait(0.01)
     print("ready", flush=True)
 threading.Thread(target=announce, daemon=True).start()
 s._loop_until_closed()
 print("returned", s.connected, flush=True)
 """
+    call_line = 1 + [line.strip() for line in code.splitlines()].index("s._loop_until_closed()")
+    code = code.replace("CALL_LINE_HERE", str(call_line))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]))
     # SIG_DFL in the child: a runner started with SIGINT ignored (a background
     # job) would pass that on, and Python then never raises KeyboardInterrupt.

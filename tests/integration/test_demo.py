@@ -46,7 +46,7 @@ class Demo:
     def url(self) -> tuple[str, int, str]:
         ''' (app URL, port, session id) once the demo printed them. '''
         wait_until(lambda: any(URL_LINE.match(x) for x in self.lines) or self.proc.poll() is not None,
-                   what="the demo's URL")
+                   timeout=LONG, what="the demo's URL")
         for line in self.lines:
             m = URL_LINE.match(line)
             if m:
@@ -105,7 +105,7 @@ def test_demo_workers_all_reach_the_document(demo_factory):
         def workers_seen() -> set[str]:
             with session.lock:
                 return set(source.data["worker"])
-        wait_until(lambda: workers_seen() == {"worker 0", "worker 1"}, what="rows of both workers")
+        wait_until(lambda: workers_seen() == {"worker 0", "worker 1"}, timeout=LONG, what="rows of both workers")
         plot = session.document.get_model_by_name("plot")
         wait_until(lambda: not plot.title.text.endswith(" 0 rows"), what="the title to count rows")
         session.close(flush=False)
@@ -126,7 +126,7 @@ def test_ctrl_c_stops_workers_and_server(demo_factory):
     url, port, session_id = demo.url()
     with pull_session(session_id=session_id, url=url) as session:
         source = session.document.get_model_by_name("source")
-        wait_until(lambda: len(source.data["x"]) > 0, what="the first rows")
+        wait_until(lambda: len(source.data["x"]) > 0, timeout=LONG, what="the first rows")
         session.close(flush=False)
     os.killpg(demo.proc.pid, signal.SIGINT)
     rc, err = demo.finish()
@@ -137,7 +137,7 @@ def test_ctrl_c_stops_workers_and_server(demo_factory):
     assert _port_closed(port)
     # Nothing of the demo's process group is left.
     with pytest.raises(ProcessLookupError):
-        wait_until(lambda: _group_gone(demo.proc.pid), what="the demo's processes to exit")
+        wait_until(lambda: _group_gone(demo.proc.pid), timeout=LONG, what="the demo's processes to exit")
         os.killpg(demo.proc.pid, 0)
 
 

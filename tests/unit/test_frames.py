@@ -9,6 +9,7 @@ import pytest
 from websocket import ABNF
 
 from bokehsync import ProtocolViolation, _frames
+from tests.support import PeakRSS
 
 
 def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -101,14 +102,18 @@ def test_empty_frames_complete_at_once():
 
 
 def test_discarded_binary_payload_is_never_stored():
-    ''' With discard_binary set, a binary message is consumed without keeping its bytes. '''
+    ''' With discard_binary set, a 256 MiB binary message is consumed without keeping its bytes:
+    resident memory grows far less than its size; text and later binary messages are kept. '''
+    size = 256 << 20
     parser = _frames.FrameParser(1 << 30)
     parser.discard_binary = True
-    frame = server_frame(_frames.OP_BINARY, b"z" * 100_000)
+    piece = bytes(1 << 20)  # the same piece fed again and again: the feeding holds 1 MiB
     events = []
-    for i in range(0, len(frame), 4096):
-        events += parser.feed(frame[i:i + 4096])
-        assert parser._payload is None
+    with PeakRSS() as memory:
+        events += parser.feed(struct.pack("!BBQ", 0x82, 127, size))
+        for _ in range(size // len(piece)):
+            events += parser.feed(piece)
+    assert memory.growth_mib < 32, f"resident memory grew {memory.growth_mib:.0f} MiB"
     parser.discard_binary = False
-    events += parser.feed(server_frame(_frames.OP_BINARY, b"kept"))
-    assert events == [b"", b"kept"]
+    events += parser.feed(server_frame(_frames.OP_TEXT, b"text") + server_frame(_frames.OP_BINARY, b"kept"))
+    assert events == [b"", "text", b"kept"]
