@@ -18,7 +18,7 @@ from bokeh.models import Range1d
 
 from bokehsync import ClientSession, WrongProcess, pull_session, push_session
 from tests import workers
-from tests.support import LONG, ROOT, lock_held_elsewhere, pulled, run_python, session_threads, wait_until
+from tests.support import LONG, ROOT, lock_held_elsewhere, pulled, read_line, run_python, session_threads, wait_until
 from tests.support.faultproxy import FaultProxy
 from tests.support.wsframes import OP_CLOSE
 
@@ -183,7 +183,7 @@ for k in range(1, 1001):
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         try:
-            assert proc.stdout.readline().strip() == "pushed"
+            assert read_line(proc.stdout).strip() == "pushed"
             proxy.hold("up")
             proc.stdin.write("go\n")
             proc.stdin.flush()
@@ -233,7 +233,7 @@ print("returned", s.connected, flush=True)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        assert read_line(proc.stdout).strip() == "ready"
         proc.send_signal(2)
         out, err = proc.communicate(timeout=LONG)
     finally:

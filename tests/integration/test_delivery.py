@@ -17,6 +17,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Range1d
 
 from bokehsync import ClientSession, ConnectionLost, ReplyTimeout, pull_session, push_session
+from bokehsync._compat import DOC_MESSAGES_HAVE_BUFFERS
 from tests.support import LONG, QUICK, SHORT, PeakRSS, outcome, pulled, wait_until
 from tests.support.fakeserver import FakeServer, Peer
 from tests.support.faultproxy import FaultProxy
@@ -256,6 +257,8 @@ def test_a_burst_goes_as_few_merged_messages(server):
 
 # memory ----------------------------------------------------------------------------
 
+@pytest.mark.skipif(not DOC_MESSAGES_HAVE_BUFFERS, reason="bokeh < 3.9 sends a document's arrays inline in "
+                    "the JSON text of the echo, which a client must read whole; only binary buffers can be skipped")
 def test_the_echo_of_a_push_is_not_buffered(server):
     ''' The server answers a push by sending the whole document back; bokehsync skips that echo as it
     arrives instead of assembling it: pushing 64 MB of arrays raises this process's resident memory by

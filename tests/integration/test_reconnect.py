@@ -158,7 +158,7 @@ def _serve_pulls_and_requests(peer: Peer, read: bool = True) -> None:
 
 def test_close_stops_the_reconnect_attempts():
     ''' close() while the server keeps refusing the reconnect attempts: the server sees no further
-    attempt (at most the one under way), and when close() returns this session's reconnect thread is
+    attempts (at most one under way), and when close() returns this session's reconnect thread is
     gone, so none can follow, and it is not reconnecting. '''
     def script(peer: Peer) -> None:
         if peer.index == 0:
@@ -172,13 +172,15 @@ def test_close_stops_the_reconnect_attempts():
         # A short session timeout: a close() that waited for a reconnect thread which
         # ignored it would give up on it after that long, and the check below fails.
         session = ClientSession(websocket_url=fake.ws_url, timeout=QUICK, ping_interval=None,
-                                reconnect=Reconnect(attempts=1000, initial_delay=0.01, max_delay=0.01))
+                                reconnect=Reconnect(attempts=1000, initial_delay=0.1, max_delay=0.1))
         session.pull()
         wait_until(lambda: fake.connections >= 3, what="reconnect attempts")
         before = fake.connections
         session.close()
-        # Counted by the server: at most the attempt under way when close() was called.
-        assert fake.connections - before <= 1, f"{fake.connections - before} connection attempts during close()"
+        # Counted by the server: at most the attempt under way as close() was called (perhaps not
+        # yet accepted when counted) and one more if close() itself was slow to start (attempts
+        # are 0.1 s apart). A thread that ignored close() makes hundreds.
+        assert fake.connections - before <= 2, f"{fake.connections - before} connection attempts during close()"
         assert not session_threads(session, "reconnect"), "the reconnect thread outlived close()"
         assert not session._connection.reconnecting and not session.connected
 

@@ -152,6 +152,16 @@ def run_python(code: str, timeout: float = LONG, env: dict[str, str] | None = No
                           env=environ, cwd=ROOT)
 
 
+def read_line(stream: Any, timeout: float = LONG) -> str:
+    ''' One line from a child process's text ``stream``; fails after ``timeout`` seconds instead of blocking. '''
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(stream.readline()), name="test-read-line", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert box, f"no line from the child process within {timeout} s"
+    return box[0]
+
+
 # Round trips -------------------------------------------------------------------
 
 def push_patch_pull(url: Callable[[str], str], **options: Any) -> None:

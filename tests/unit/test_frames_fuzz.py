@@ -256,7 +256,7 @@ def test_the_strategies_reach_every_path():
     (so the fuzzing above is not stuck rejecting headers). '''
     seen: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(streams())
     def collect(stream):
         data, limit, discard, _ = stream
