@@ -74,10 +74,11 @@ def test_tokens_carry_the_payload_and_the_expiration(monkeypatch):
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, "60"])
 def test_token_expiration_must_be_a_positive_int(bad):
-    ''' token_expiration must be a positive int, named in the error with the URL. '''
+    ''' token_expiration must be a positive int, named in the error with the URL; 1 second is fine. '''
     with pytest.raises(ValueError, match="token_expiration") as info:
         HandshakeOptions(URL, token_expiration=bad)
     assert URL in str(info.value)
+    assert HandshakeOptions(URL, token_expiration=1).token_expiration == 1
 
 
 def test_a_token_that_is_not_a_bokeh_token_is_refused():
@@ -100,6 +101,18 @@ def test_an_expired_token_is_refused_before_connecting():
     options.check_token(generate_jwt_token("abc", expiration=60))
     options.check_token("opaque")
     assert options.connect_kwargs(generate_jwt_token("abc"))["subprotocols"][0] == "bokeh"
+
+
+def test_token_expiry_is_judged_in_utc_whatever_the_local_time_zone(monkeypatch):
+    ''' A fresh token passes on a machine whose local time is hours ahead of UTC. '''
+    import time
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    try:
+        HandshakeOptions(URL).check_token(generate_jwt_token("abc", expiration=60))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize("value, signed", [("yes", True), ("1", True), ("false", False), ("no", False)])
@@ -126,8 +139,13 @@ def test_header_values_may_hold_separators_cookie_values_may_not():
     for cookies in ({"a=b": "1"}, {"a": "1;2"}, {"a\n": "1"}):
         with pytest.raises(ValueError, match="not allowed"):
             HandshakeOptions(URL, cookies=cookies)
-    with pytest.raises(TypeError, match=r"str to str.*int -> str"):
+    with pytest.raises(TypeError, match=r"^cookies must map str to str.*int -> str"):
         HandshakeOptions(URL, cookies={1: "x"})
+    with pytest.raises(TypeError, match=r"^headers must map str to str.*str -> int"):
+        HandshakeOptions(URL, headers={"X-A": 1})
+    with pytest.raises(ValueError, match=r"^headers: name or value of 'X-A' has characters not allowed"):
+        HandshakeOptions(URL, headers={"X-A": "1\r\n"})
+    assert HandshakeOptions(URL, cookies={"X": "Xx-1"}).connect_kwargs("t")["cookie"] == "X=Xx-1"
     assert "header" not in HandshakeOptions(URL).connect_kwargs("t")
     assert "cookie" not in HandshakeOptions(URL).connect_kwargs("t")
 
@@ -164,13 +182,20 @@ def test_ssl_context_must_be_a_context():
 
 
 def test_insecure_tls_warns_at_each_connect_only_for_wss(caplog):
-    ''' verify=False logs a warning naming the URL at each connect to a wss:// URL, none for ws://. '''
+    ''' verify=False logs a warning naming the URL at each connect to a wss:// URL; none for ws://,
+    none when verifying. '''
     caplog.set_level(logging.WARNING, logger="bokehsync")
-    HandshakeOptions("wss://h/ws", verify=False).connect_kwargs("t")
-    HandshakeOptions("ws://h/ws", verify=False).connect_kwargs("t")
-    HandshakeOptions("wss://h/ws").connect_kwargs("t")
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "wss://h/ws" in warnings[0] and "verification is disabled" in warnings[0]
+
+    def warnings_of(options: HandshakeOptions) -> list[str]:
+        caplog.clear()
+        options.connect_kwargs("t")
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    insecure = HandshakeOptions("wss://h/ws", verify=False)
+    assert warnings_of(insecure) == ["TLS certificate verification is disabled (verify=False) for wss://h/ws: the "
+                                     "connection is encrypted but the server is not authenticated"]
+    assert len(warnings_of(insecure)) == 1
+    assert warnings_of(HandshakeOptions("ws://h/ws", verify=False)) == []
+    assert warnings_of(HandshakeOptions("wss://h/ws")) == []
 
 
 # Proxies ------------------------------------------------------------------------------------
@@ -206,7 +231,17 @@ def test_bad_proxy_urls_are_refused_without_the_password():
     assert "s3cret" not in str(info.value) and "u:***@p.local" in str(info.value) and URL in str(info.value)
     with pytest.raises(ValueError, match="only HTTP CONNECT") as info:
         HandshakeOptions(URL, proxy="socks5://u:s3cret@p.local:1080")
-    assert "s3cret" not in str(info.value)
+    assert "s3cret" not in str(info.value) and "'socks5://u:***@p.local:1080'" in str(info.value)
+    with pytest.raises(TypeError, match="proxy must be"):
+        HandshakeOptions(URL, proxy=3)
+
+
+def test_a_bad_proxy_from_the_environment_names_the_url(monkeypatch):
+    ''' An unusable HTTP_PROXY is refused at connect, naming the URL it was for. '''
+    monkeypatch.setenv("HTTP_PROXY", "socks5://p.local:1080")
+    with pytest.raises(ValueError, match="only HTTP CONNECT") as info:
+        HandshakeOptions(URL).connect_kwargs("t")
+    assert URL in str(info.value)
 
 
 def test_no_proxy_matches_host_and_port(monkeypatch):
@@ -224,6 +259,7 @@ def test_urls_without_a_scheme_are_left_alone():
     ''' Only http/https are mapped; a URL without "://" is returned unchanged. '''
     assert to_websocket_url("h/app/ws") == "h/app/ws"
     assert to_websocket_url("http://h") == "ws://h"
+    assert to_websocket_url("https://h/app?next=http://x") == "wss://h/app?next=http://x"
 
 
 # websocket-client's shared cookie jar -------------------------------------------------------

@@ -103,6 +103,7 @@ def test_merged_patch_carries_every_event_in_order_as_json_text():
     before, patches = _patches(3)
     merged = merge_patches(patches)
     assert merged.msgtype == "PATCH-DOC" and merged.header["msgid"] not in {p.header["msgid"] for p in patches}
+    assert merged.metadata == {} and merged.metadata_json == "{}"
     events = [e for p in patches for e in p.content["events"]]
     assert merged.content["events"] == events
     texts = [e for p in patches for e in json.loads(p.content_json)["events"]]
@@ -242,12 +243,55 @@ def test_progress_of_a_message_counts_up_to_its_total():
 
 
 def test_a_failing_progress_callback_is_logged_not_raised(caplog):
-    ''' An exception in a progress callback is logged (with the callback) and the sending goes on. '''
+    ''' An exception in a progress callback is logged (naming the callback, with the traceback) and
+    the sending goes on. '''
     def broken(done, total):
         raise ValueError("oops")
     with caplog.at_level(logging.ERROR, logger="bokehsync"):
         _wire.report_progress(broken, 1, 2)
-    assert any("progress callback" in r.getMessage() and r.exc_info for r in caplog.records)
+    [record] = [r for r in caplog.records if r.name.startswith("bokehsync")]
+    assert record.getMessage() == f"progress callback {broken!r} failed" and record.exc_info
+
+
+def test_progress_reaches_the_total_when_the_last_piece_is_small():
+    ''' The last report is (total, total) also when the message ends with a frame of exactly
+    SMALL_FRAME bytes (sent as one piece with its header). '''
+    from bokeh.core.serialization import Buffer
+
+    from bokehsync._compat import add_buffers
+    message = PROTOCOL.create("SERVER-INFO-REQ")
+    add_buffers(message, [Buffer("b", memoryview(bytes(_frames.SMALL_FRAME)))])
+    seen: list[tuple[int, int | None]] = []
+    message._bokehsync_progress = lambda done, total: seen.append((done, total))
+    list(encode_messages([message]))
+    total = sum(len(f.encode()) if isinstance(f, str) else memoryview(f).nbytes for f in fragments(message))
+    assert seen[-1] == (total, total)
+
+
+def test_many_small_messages_go_in_writes_of_bounded_size():
+    ''' Small frames are joined into writes of at least the join limit (but the last), each at most
+    the limit plus one frame, and together exactly the frames of the messages, in order. '''
+    from bokeh.core.serialization import Buffer
+
+    from bokehsync._compat import add_buffers
+    messages = []
+    for k in range(40):
+        message = PROTOCOL.create("SERVER-INFO-REQ")
+        add_buffers(message, [Buffer(f"b{k}", memoryview(bytes([k]) * 20_000))])
+        messages.append(message)
+    chunks = [bytes(c) for c in encode_messages(messages)]
+    limit = _wire._JOIN_LIMIT
+    assert len(chunks) > 1
+    assert all(limit <= len(c) <= limit + 20_100 for c in chunks[:-1]) and len(chunks[-1]) <= limit + 20_100
+    assert _decode_client_frames(b"".join(chunks)) == _expected_frames(messages)
+
+
+def test_a_message_after_one_with_progress_is_sent_too():
+    ''' Messages after one that reports progress are encoded as well, in order. '''
+    _, [first, second] = _patches(2)
+    first._bokehsync_progress = lambda done, total: None
+    chunks = list(encode_messages([first, second]))
+    assert _decode_client_frames(b"".join(bytes(c) for c in chunks)) == _expected_frames([first, second])
 
 
 def test_partial_header_while_a_message_is_assembled():
