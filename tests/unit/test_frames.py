@@ -87,6 +87,45 @@ def test_protocol_violations_are_named(data, what):
         _frames.FrameParser(1000).feed(data)
 
 
+@pytest.mark.parametrize("data, message", [
+    (b"\x82\x85abcd", "the server masked a frame"),
+    (b"\xc2\x00", "reserved bits set without a negotiated extension"),
+    (b"\x83\x00", "unknown opcode 0x3"),
+    (b"\x80\x00", "continuation frame without a message to continue"),
+    (b"\x09\x00", "fragmented or oversize control frame"),
+    (b"\x02\x00\x81\x00", "new message before the previous one ended"),
+    (bytes([0x81, 2]) + b"\xff\xfe", "text message is not valid UTF-8"),
+    (b"\x82\x7f" + struct.pack("!Q", 1 << 63), "frame length has its top bit set"),
+    (b"\x82\x7f" + struct.pack("!Q", 1001), "message of at least 1001 bytes exceeds max_message_size=1000"),
+    (b"\x88\x01\x03", "close frame with a one-byte payload"),
+    (b"\x88\x00!", "data after the close frame"),
+])
+def test_violation_messages_exactly(data, message):
+    ''' The exact message of each violation, with the URL. '''
+    with pytest.raises(ProtocolViolation) as info:
+        _frames.FrameParser(1000, "ws://h/ws").feed(data)
+    assert str(info.value) == f"websocket protocol violation: {message} [ws://h/ws]"
+    assert info.value.url == "ws://h/ws"
+
+
+def test_data_fed_after_the_close_frame_is_a_violation():
+    ''' Bytes fed in a later call, after a close frame completed, are refused too; nothing is. '''
+    parser = _frames.FrameParser(1000, "ws://h/ws")
+    assert parser.feed(server_frame(_frames.OP_CLOSE, b"")) == [_frames.Close(None, "")]
+    assert parser.feed(b"") == []
+    with pytest.raises(ProtocolViolation) as info:
+        parser.feed(b"x")
+    assert str(info.value) == "websocket protocol violation: data after the close frame [ws://h/ws]"
+
+
+@pytest.mark.parametrize("size", [125, 126, 32767, 32768, 65535, 65536, 70_000])
+def test_every_length_encoding_parses(size):
+    ''' Payloads around the 7-, 16- and 64-bit length encodings (16-bit lengths above 32767 included)
+    come out whole. '''
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert _frames.FrameParser(1 << 20).feed(server_frame(_frames.OP_BINARY, payload)) == [payload]
+
+
 def test_data_after_close_is_a_violation():
     ''' Garbage after the close frame is refused. '''
     parser = _frames.FrameParser(1000)
