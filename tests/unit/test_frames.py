@@ -126,6 +126,16 @@ def test_every_length_encoding_parses(size):
     assert _frames.FrameParser(1 << 20).feed(server_frame(_frames.OP_BINARY, payload)) == [payload]
 
 
+def test_control_frames_up_to_125_bytes_are_accepted():
+    ''' A ping, pong or close of exactly 125 bytes (the largest RFC 6455 allows) is accepted; 126 is not. '''
+    parser = _frames.FrameParser(1000)
+    assert parser.feed(server_frame(_frames.OP_PING, b"p" * 125)) == [_frames.Ping(b"p" * 125)]
+    assert parser.feed(server_frame(_frames.OP_PONG, b"q" * 125)) == [_frames.Pong(b"q" * 125)]
+    assert parser.feed(server_frame(_frames.OP_CLOSE, b"\x03\xe8" + b"r" * 123)) == [_frames.Close(1000, "r" * 123)]
+    with pytest.raises(ProtocolViolation, match="oversize control frame"):
+        _frames.FrameParser(1000).feed(server_frame(_frames.OP_PING, b"p" * 126))
+
+
 def test_data_after_close_is_a_violation():
     ''' Garbage after the close frame is refused. '''
     parser = _frames.FrameParser(1000)

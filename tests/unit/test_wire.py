@@ -87,6 +87,19 @@ def test_violation_messages_exactly(sequence, message):
     assert info.value.url == "ws://x/ws"
 
 
+def test_a_message_with_several_buffers_assembles_them_all_in_order():
+    ''' Three buffers, each a text header then binary bytes, all land in the message, in order. '''
+    assembler = Assembler()
+    for fragment in (_header("PULL-DOC-REPLY", reqid="r", num_buffers=3), "{}", json.dumps({"doc": {}})):
+        assert assembler.feed(fragment) is None
+    out = None
+    for k in range(3):
+        assert assembler.feed(json.dumps({"id": f"b{k}"})) is None
+        out = assembler.feed(bytes([k]) * (k + 1))
+        assert (out is None) == (k < 2)
+    assert [(b.id, bytes(b.data)) for b in out.buffers] == [("b0", b"\x00"), ("b1", b"\x01\x01"), ("b2", b"\x02" * 3)]
+
+
 def test_a_message_without_num_buffers_completes_after_its_content():
     ''' No num_buffers means none: the message completes with its third fragment, and the next
     message starts fresh. '''
