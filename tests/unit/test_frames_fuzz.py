@@ -217,7 +217,7 @@ def _feed_in_pieces(parser: _frames.FrameParser, data: bytes, steps: list[int]) 
     return events, False
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_parser_matches_the_reference_model(stream):
     ''' Fed in any pieces, the parser yields exactly the model's events and raises ProtocolViolation
@@ -235,7 +235,7 @@ def test_parser_matches_the_reference_model(stream):
         assert events == expected.events
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_splitting_never_changes_the_result(stream):
     ''' The same stream fed whole and fed one byte at a time gives the same events and the same verdict. '''
@@ -256,7 +256,7 @@ def test_the_strategies_reach_every_path():
     (so the fuzzing above is not stuck rejecting headers). '''
     seen: set[str] = set()
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(streams())
     def collect(stream):
         data, limit, discard, _ = stream
