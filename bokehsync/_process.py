@@ -41,7 +41,11 @@ def track(at_exit: Callable[[], None], in_child: Callable[[], None]) -> None:
     entry = (weakref.WeakMethod(at_exit), weakref.WeakMethod(in_child))
     with registry_mutex:
         _registry[key] = entry
-    weakref.finalize(at_exit.__self__, _forget, key, entry)  # type: ignore[attr-defined]
+    forget = weakref.finalize(at_exit.__self__, _forget, key, entry)  # type: ignore[attr-defined]
+    # Finalizers also run at interpreter exit by default, from an atexit hook
+    # registered after ours, so before it: that would empty the registry
+    # before the sessions could be flushed.
+    forget.atexit = False
     _watch_multiprocessing()
 
 

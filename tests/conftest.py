@@ -1,49 +1,26 @@
-''' Shared fixtures: a real Bokeh server, waiting helpers, thread-leak checks. '''
+''' Shared fixtures: real Bokeh servers, per-test thread and socket leak checks.
+
+Helpers (timeouts, waiting, probes) live in :mod:`tests.support`; the names
+below are re-exported for modules that import them from here.
+'''
 from __future__ import annotations
 
-import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from bokehsync._localserver import LocalServer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-#: Seconds to provoke a timeout.
-SHORT = 0.5
-#: Seconds as a ceiling against a hang, never expected to elapse.
-LONG = 30.0
-
-APPS = {
-    "/empty": "tests.apps:empty",
-    "/slider": "tests.apps:slider",
-    "/stream": "tests.apps:stream",
-    "/big": "tests.apps:big",
-    # A model class only the server imports (the test client must not): tests/foreign_models.py
-    "/foreign": "tests.foreign_models:app",
-}
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = LONG, what: str = "condition") -> None:
-    ''' Wait for ``predicate()`` to be true, re-checking on a short interval. '''
-    deadline = time.monotonic() + timeout
-    event = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        event.wait(0.005)
-
-
-def open_fds() -> int:
-    ''' Descriptors open in this process (Linux). '''
-    return len(os.listdir("/proc/self/fd"))
-
-
-def bokehsync_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("bokehsync-")]
+from tests.support import (  # noqa: F401  (re-exported)
+    APPS,
+    LONG,
+    QUICK,
+    ROOT,
+    SHORT,
+    SIGNING_KEY,
+    bokehsync_threads,
+    open_fds,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +32,41 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def fresh_server() -> Iterator[LocalServer]:
-    ''' A server of the test's own, for tests that kill or restart it. '''
+    ''' A server of the test's own, for tests that kill it. '''
     with LocalServer(APPS, pythonpath=[ROOT]) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def signed_server() -> Iterator[LocalServer]:
+    ''' A server that only accepts session ids and tokens signed with ``SIGNING_KEY``. '''
+    with LocalServer({**APPS, "/whoami": "tests.deploy_apps:whoami"}, pythonpath=[ROOT],
+                     server_kwargs={"sign_sessions": True, "secret_key": SIGNING_KEY,
+                                    "generate_session_ids": True}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def demo_server() -> Iterator[LocalServer]:
+    ''' The demo command's app at ``/demo``; sessions outlive their clients long enough to be checked. '''
+    with LocalServer({"/demo": "bokehsync._demo:app"}, pythonpath=[ROOT],
+                     server_kwargs={"unused_session_lifetime_milliseconds": 600_000}) as srv:
         yield srv
 
 
 @pytest.fixture(autouse=True)
 def no_thread_leaks() -> Iterator[None]:
-    ''' Every bokehsync thread a test started is gone after it. '''
+    ''' Every bokehsync thread this test started is gone after it. Threads that
+    were alive before it (another test's leak) are not this test's business. '''
     before = set(bokehsync_threads())
     yield
     wait_until(lambda: not (set(bokehsync_threads()) - before), timeout=LONG,
-               what="bokehsync threads to end")
+               what=f"bokehsync threads to end: {sorted(t.name for t in set(bokehsync_threads()) - before)}")
+
+
+@pytest.fixture
+def no_socket_leaks() -> Iterator[int]:
+    ''' Every socket and pipe this test opened is closed after it (yields the count before). '''
+    before = open_fds()
+    yield before
+    wait_until(lambda: open_fds() <= before, what=f"descriptors back to {before} (now {open_fds()})")

@@ -11,8 +11,7 @@ from bokeh.models import Column, ColumnDataSource, Slider
 from bokeh.plotting import figure
 
 from bokehsync import push_session
-from bokehsync._localserver import LocalServer
-from tests.conftest import LONG, ROOT, wait_until
+from tests.support import LONG, wait_until
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -27,12 +26,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 MODEL = "(name) => (window.Bokeh && Bokeh.documents.length) ? Bokeh.documents[0].get_model_by_name(name) : null"
 #: JS: a column of the browser-side source named "source" (``data`` is a Map in some BokehJS versions).
 COLUMN = f"(col) => {{ const d = ({MODEL})('source').data; return Array.from(d instanceof Map ? d.get(col) : d[col]) }}"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer({"/empty": "tests.apps:empty"}, pythonpath=[ROOT]) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from bokehsync.cli import (
     main,
     split_url,
 )
-from tests.conftest import LONG, ROOT, wait_until
+from tests.support import LONG, ROOT, refusing_port, wait_until
 
 SCRIPT = '''
 import sys
@@ -33,12 +32,6 @@ curdoc().add_root(Slider(start=0, end=10, value=int(sys.argv[1]) if len(sys.argv
 curdoc().add_root(ColumnDataSource(data={"x": [1, 2, 3]}, name="source"))
 curdoc().title = "from a script"
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _command() -> list[str]:
@@ -62,7 +55,8 @@ def test_info_console_script_prints_version_and_exits_0(server):
 
 def test_info_unreachable_exits_1_with_one_line(capsys):
     ''' Nothing listening: exit 1, one line on stderr that says so. '''
-    assert main(["info", f"http://127.0.0.1:{_free_port()}/app", "--timeout", "5"]) == EXIT_UNREACHABLE
+    with refusing_port() as port:
+        assert main(["info", f"http://127.0.0.1:{port}/app", "--timeout", "5"]) == EXIT_UNREACHABLE
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("bokehsync info: error:") and "refused" in err
 

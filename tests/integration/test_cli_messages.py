@@ -14,7 +14,7 @@ import pytest
 from bokehsync import pull_session
 from bokehsync._localserver import LocalServer
 from bokehsync.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
-from tests.conftest import APPS, LONG, ROOT, wait_until
+from tests.support import APPS, LONG, ROOT, wait_until
 
 SUGGESTION = re.compile(r"[Dd]id you mean '([^']+)'\?")
 

@@ -17,7 +17,7 @@ from bokeh.models import Range1d
 
 import bokehsync
 from bokehsync import ClientSession, pull_session, push_session
-from tests.conftest import LONG, SHORT, bokehsync_threads, wait_until
+from tests.support import LONG, SHORT, bokehsync_threads, wait_until
 
 #: A session timeout far beyond LONG: a wait that ends within LONG did not end by timing out.
 PATIENT = 4 * LONG

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from bokeh.document import Document
@@ -18,19 +18,9 @@ from bokeh.models import Range1d
 
 from bokehsync import ClientSession, WrongProcess, pull_session, push_session
 from tests import workers
-from tests.conftest import LONG, ROOT, wait_until
-
-
-def test_many_threads_share_one_connection(server):
-    ''' 8 threads pulling at once on one connection each get their own, complete reply. '''
-    with pull_session(url=server.url("/slider")) as session:
-        def pull_one(_: int) -> list[str]:
-            doc = Document()
-            session._connection.pull_doc(doc, timeout=LONG)
-            return sorted(m.name for m in doc.roots)
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(pull_one, range(32)))
-    assert results == [["slider", "source"]] * 32
+from tests.support import LONG, ROOT, lock_held_elsewhere, pulled, read_line, run_python, session_threads, wait_until
+from tests.support.faultproxy import FaultProxy
+from tests.support.wsframes import OP_CLOSE
 
 
 def test_threads_changing_the_document_under_the_lock(server):
@@ -58,20 +48,34 @@ def test_threads_changing_the_document_under_the_lock(server):
 def test_server_changes_are_applied_holding_the_lock(server):
     ''' The reader applies server changes holding session.lock (user callbacks see it owned). '''
     with pull_session(url=server.url("/slider")) as session:
-        owned: list[bool] = []
+        held: list[bool] = []
         source = session.document.get_model_by_name("source")
-        source.on_change("data", lambda attr, old, new: owned.append(session.lock._is_owned()))
+        source.on_change("data", lambda attr, old, new: held.append(lock_held_elsewhere(session.lock)))
         session.document.get_model_by_name("slider").value = 2
-        wait_until(lambda: owned)
-    assert owned == [True]
+        wait_until(lambda: held)
+    assert held == [True]
 
 
-def test_blocking_call_under_the_lock_raises(server):
-    ''' A blocking call while holding session.lock raises instead of deadlocking. '''
-    with pull_session(url=server.url("/empty")) as session:
+BLOCKING_CALLS = {
+    "pull": lambda s: s.pull(),
+    "push": lambda s: s.push(),
+    "flush": lambda s: s.flush(),
+    "force_roundtrip": lambda s: s.force_roundtrip(),
+    "request_server_info": lambda s: s.request_server_info(),
+    "connection.pull_doc": lambda s: s._connection.pull_doc(Document()),
+    "connection.push_doc": lambda s: s._connection.push_doc(s.document),
+}
+
+
+@pytest.mark.parametrize("call", list(BLOCKING_CALLS))
+def test_blocking_call_under_the_lock_raises(server, call):
+    ''' Every blocking call made while holding session.lock raises RuntimeError naming the lock
+    instead of deadlocking, even one with nothing to wait for (flush with nothing sent). '''
+    with pull_session(url=server.url("/empty"), timeout=LONG) as session:
         with session.lock:
             with pytest.raises(RuntimeError, match=r"session\.lock"):
-                session.force_roundtrip()
+                BLOCKING_CALLS[call](session)
+        session.force_roundtrip()  # and the session still works
 
 
 def test_works_inside_a_running_asyncio_loop(server):
@@ -154,11 +158,6 @@ def test_new_sessions_in_pool_workers(server, method):
     assert [workers.rows_on_server(url, sid) for sid in ids] == [10, 20, 30, 40]
 
 
-def _run(code: str, timeout: float = LONG) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
-
-
 def test_exit_with_an_open_session_does_not_hang_and_flushes(server):
     ''' A script that ends with a session still open exits promptly, and its last change is on the server. '''
     sid = f"exit-{uuid.uuid4().hex}"
@@ -170,10 +169,48 @@ doc = Document(); r = Range1d(start=0, end=1, name="r"); doc.add_root(r)
 s = push_session(doc, session_id={sid!r}, url={server.url('/empty')!r})
 r.start = 123
 """
-    result = _run(code)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
-    with pull_session(session_id=sid, url=server.url("/empty")) as check:
-        assert check.document.get_model_by_name("r").start == 123
+    assert pulled(server.url("/empty"), sid).get_model_by_name("r").start == 123
+
+
+def test_burst_just_before_exit_reaches_the_server(server):
+    ''' A script makes 1,000 changes (the first still unacknowledged: its way to the server is held)
+    and ends without close(): the at-exit flush sends the rest and waits, so the last change is on the
+    server. (Closing at exit without flushing would leave only the first.) '''
+    sid = f"exit-burst-{uuid.uuid4().hex}"
+    with FaultProxy(server.port) as proxy:
+        code = f"""
+import sys
+from bokeh.document import Document
+from bokeh.models import Range1d
+from bokehsync import push_session
+doc = Document(); r = Range1d(start=0, end=1, name="r"); doc.add_root(r)
+s = push_session(doc, session_id={sid!r}, url={proxy.url('/empty')!r})
+print("pushed", flush=True)
+sys.stdin.readline()
+for k in range(1, 1001):
+    r.start = k
+"""
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]))
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        try:
+            assert read_line(proc.stdout).strip() == "pushed"
+            proxy.hold("up")
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            # At exit it either sends the rest (a second PATCH-DOC) or closes without (a close frame).
+            wait_until(lambda: proxy.count("up", "PATCH-DOC") >= 2 or OP_CLOSE in proxy.controls("up"),
+                       timeout=LONG, what="the script's exit to send the queued changes or close")
+            proxy.release("up")
+            _, err = proc.communicate(timeout=LONG)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+    assert pulled(server.url("/empty"), sid).get_model_by_name("r").start == 1000
 
 
 def test_ctrl_c_in_loop_until_closed_closes_and_returns(server):
@@ -183,29 +220,33 @@ import sys, threading
 from bokehsync import pull_session
 s = pull_session(url={server.url('/stream')!r})
 main = threading.main_thread()
-def in_loop_until_closed():
+CALL_LINE = CALL_LINE_HERE  # the line of s._loop_until_closed() below
+def waiting_in_the_call():
+    # The main thread is inside that call (its outermost frame is on that line) and
+    # blocked in a threading wait: Ctrl-C now lands inside loop_until_closed().
     frame = sys._current_frames()[main.ident]
-    names = []
-    while frame is not None:
-        names.append(frame.f_code.co_name)
+    innermost = frame
+    while frame.f_back is not None:
         frame = frame.f_back
-    return names[0] in ("wait", "acquire") and "loop_until_closed" in names
+    return frame.f_lineno == CALL_LINE and innermost.f_code.co_filename == threading.__file__
 def announce():
     event = threading.Event()
-    while not in_loop_until_closed():
+    while not waiting_in_the_call():
         event.wait(0.01)
     print("ready", flush=True)
 threading.Thread(target=announce, daemon=True).start()
 s._loop_until_closed()
 print("returned", s.connected, flush=True)
 """
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    call_line = 1 + [line.strip() for line in code.splitlines()].index("s._loop_until_closed()")
+    code = code.replace("CALL_LINE_HERE", str(call_line))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]))
     # SIG_DFL in the child: a runner started with SIGINT ignored (a background
     # job) would pass that on, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        assert read_line(proc.stdout).strip() == "ready"
         proc.send_signal(2)
         out, err = proc.communicate(timeout=LONG)
     finally:
@@ -234,13 +275,12 @@ def test_close_is_idempotent_and_leaves_no_threads(server):
     doc.add_root(Range1d(start=0, end=1))
     doc.add_next_tick_callback(lambda: None)
     session = push_session(doc, url=server.url("/empty"))
-    names = {t.name for t in threading.enumerate()}
-    assert any(n.startswith("bokehsync-ioloop-") for n in names)
-    assert all(t.daemon for t in threading.enumerate() if t.name.startswith("bokehsync-"))
+    assert session_threads(session, "ioloop") and session_threads(session, "reader")
+    assert all(t.daemon for t in session_threads(session))
     session.close()
     session.close()
     assert not session.connected
-    assert not [t for t in threading.enumerate() if t.name.startswith("bokehsync-")]
+    assert not session_threads(session)
 
 
 def test_tokens_are_never_logged(server, caplog, monkeypatch):
@@ -271,8 +311,7 @@ def test_close_from_a_callback_on_the_reader_thread(server):
     source.on_change("data", on_data)
     slider.value = 1
     wait_until(lambda: not session.connected, what="the callback to close the session")
-    with pull_session(session_id=session.id, url=server.url("/slider")) as check:
-        assert check.document.get_model_by_name("slider").title == "closing"
+    assert pulled(server.url("/slider"), session.id).get_model_by_name("slider").title == "closing"
 
 
 def test_close_while_holding_the_lock(server):
@@ -281,8 +320,7 @@ def test_close_while_holding_the_lock(server):
     with session.lock:
         session.document.get_model_by_name("slider").title = "held"
         session.close()
-    with pull_session(session_id=session.id, url=server.url("/slider")) as check:
-        assert check.document.get_model_by_name("slider").title == "held"
+    assert pulled(server.url("/slider"), session.id).get_model_by_name("slider").title == "held"
 
 
 def test_push_while_another_thread_changes_the_document(server):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from bokehsync import pull_session
-from tests.conftest import LONG, ROOT, wait_until
+from tests.support import LONG, ROOT, wait_until
 
 URL_LINE = re.compile(r"^Open (http://127\.0\.0\.1:(\d+)/demo)\?bokeh-session-id=(\S+)$")
 SUMMARY_LINE = re.compile(r"^worker (\d+): sent (\d+) rows, (\d+) on the server$")
@@ -59,7 +59,7 @@ class Demo:
     def url(self) -> tuple[str, int, str]:
         ''' (app URL, port, session id) once the demo printed them. '''
         wait_until(lambda: any(URL_LINE.match(x) for x in self.lines) or self.proc.poll() is not None,
-                   what="the demo's URL")
+                   timeout=LONG, what="the demo's URL")
         for line in self.lines:
             m = URL_LINE.match(line)
             if m:
@@ -165,6 +165,20 @@ def test_ctrl_c_stops_quietly_and_leaves_nothing(demo_factory):
     assert all(on_server == sent > 0 for sent, on_server in summary.values())
     assert _port_closed(port)
     wait_until(lambda: _group_gone(demo.proc.pid), what="the demo's processes to exit")
+
+
+def test_demo_duration_ends_by_itself(demo_factory):
+    ''' With --duration the demo stops on its own, exits 0, and every row a worker sent is on the server
+    (how many depends on how soon the worker started: not asserted). '''
+    demo = Demo("--workers", "1", "--duration", "1", "--interval", "0.05")
+    demo_factory.append(demo)
+    _, port, _ = demo.url()
+    rc, err = demo.finish()
+    assert rc == 0, err
+    assert "Interrupted: stopping." not in demo.lines
+    summary = demo.summary()
+    assert set(summary) == {0} and summary[0][1] == summary[0][0]
+    assert _port_closed(port)
 
 
 def _group_gone(pgid: int) -> bool:

@@ -3,34 +3,28 @@ Bokeh servers configured as in production.
 '''
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 from collections.abc import Iterator
 
 import pytest
 import websocket
-from bokeh.document import Document
-from bokeh.models import Range1d
 from bokeh.util.token import generate_jwt_token, generate_session_id, get_session_id
 
-from bokehsync import ClientSession, ConnectionFailed, ConnectionRejected, pull_session, push_session
+from bokehsync import ClientSession, ConnectionFailed, ConnectionRejected, pull_session
 from bokehsync._handshake import HandshakeOptions
 from bokehsync._localserver import LocalServer
-from tests.conftest import ROOT
-from tests.fakeserver import GUID, FakeServer, Peer, hold_open
+from tests.support import APPS, ROOT, SIGNING_KEY, push_patch_pull
+from tests.support.fakeserver import FakeServer, Peer, hold_open
 
-KEY = "bokehsync-test-secret-key-0123456789abcdef"
-APPS = {"/empty": "tests.apps:empty", "/whoami": "tests.deploy_apps:whoami"}
+KEY = SIGNING_KEY
+APPS = {**APPS, "/whoami": "tests.deploy_apps:whoami"}
 
 
 @pytest.fixture(scope="module")
-def signed() -> Iterator[LocalServer]:
-    ''' A server that only accepts session ids and tokens signed with KEY. '''
-    with LocalServer(APPS, pythonpath=[ROOT],
-                      server_kwargs={"sign_sessions": True, "secret_key": KEY, "generate_session_ids": True}) as srv:
-        yield srv
+def signed(signed_server) -> LocalServer:
+    ''' The server that only accepts session ids and tokens signed with KEY. '''
+    return signed_server
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +35,6 @@ def guarded() -> Iterator[LocalServer]:
         yield srv
 
 
-def _push_and_check(url: str, **options: object) -> None:
-    ''' Push a document, change it, and read it back in a fresh session. '''
-    doc = Document()
-    doc.add_root(Range1d(start=0, end=1, name="range"))
-    with push_session(doc, url=url, **options) as session:
-        doc.get_model_by_name("range").start = 7
-        session.flush()
-        with pull_session(session_id=session.id, url=url, **options) as check:
-            assert check.document.get_model_by_name("range").start == 7
-
-
 def _whoami(session) -> dict:
     return json.loads(session.document.get_model_by_name("whoami").text)
 
@@ -60,7 +43,7 @@ def _whoami(session) -> dict:
 
 def test_signed_sessions_with_the_right_key(signed):
     ''' With the server's key, push, patch and pull work; the session id is signed. '''
-    _push_and_check(signed.url("/empty"), secret_key=KEY, sign_sessions=True)
+    push_patch_pull(signed.url, secret_key=KEY, sign_sessions=True)
     with pull_session(url=signed.url("/empty"), secret_key=KEY, sign_sessions=True) as session:
         assert session.id.count(".") == 1
 
@@ -69,7 +52,7 @@ def test_signed_sessions_from_the_environment_read_when_the_session_is_made(sign
     ''' BOKEH_SECRET_KEY / BOKEH_SIGN_SESSIONS set after bokeh was imported still count. '''
     monkeypatch.setenv("BOKEH_SECRET_KEY", KEY)
     monkeypatch.setenv("BOKEH_SIGN_SESSIONS", "yes")
-    _push_and_check(signed.url("/empty"))
+    push_patch_pull(signed.url)
 
 
 def test_wrong_key_is_a_clear_rejection(signed):
@@ -126,7 +109,7 @@ def test_auth_cookie_lets_in_and_the_app_sees_it(guarded):
     ''' With the cookie the auth module wants, the session works and the app sees the cookie. '''
     with pull_session(url=guarded.url("/whoami"), cookies={"user": "alice"}) as session:
         assert _whoami(session)["cookie"] == "alice"
-    _push_and_check(guarded.url("/empty"), cookies={"user": "alice"})
+    push_patch_pull(guarded.url, cookies={"user": "alice"})
 
 
 def test_auth_header_lets_in_and_the_app_sees_it(guarded):
@@ -164,14 +147,13 @@ def test_two_connections_keep_their_own_cookies(guarded):
 
 
 def test_cookies_set_by_one_server_never_reach_another():
-    ''' A Set-Cookie at one handshake is neither kept nor sent to another server (no shared jar). '''
+    ''' A Set-Cookie at one handshake is neither sent to another server nor kept for the process's
+    other websocket-client connections (no shared jar). '''
     def sets_cookie(peer: Peer) -> None:
         peer.read_request()
-        accept = base64.b64encode(hashlib.sha1(((peer.header("Sec-WebSocket-Key") or "") + GUID).encode())
-                                  .digest()).decode()
         peer.send_raw((
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: bokeh\r\n"
+            f"Sec-WebSocket-Accept: {peer.accept_key()}\r\nSec-WebSocket-Protocol: bokeh\r\n"
             "Set-Cookie: leaked=1; Domain=127.0.0.1; Path=/\r\n\r\n").encode())
         peer.send_ack()
         hold_open(peer)
@@ -193,5 +175,7 @@ def test_cookies_set_by_one_server_never_reach_another():
         with pytest.raises(ConnectionFailed, match="404"):
             other.check_connection_errors()
         other.close()
-    assert seen == ["user=bob"]
-    assert "leaked" not in websocket._handshake.CookieJar.get("127.0.0.1")
+        # A plain websocket-client connection of the same process, to the same host.
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(second.ws_url, timeout=10)
+    assert seen == ["user=bob", None]

@@ -8,13 +8,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from bokeh.document import Document
-from bokeh.models import Range1d
 
-from bokehsync import ConnectionFailed, pull_session, push_session
+from bokehsync import ConnectionFailed, pull_session
 from bokehsync._localserver import LocalServer
-from tests.conftest import ROOT, wait_until
-from tests.nginx import NGINX, Nginx
+from tests.support import ROOT, push_patch_pull
+from tests.support.nginx import NGINX, Nginx
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it)")
 
@@ -61,19 +59,10 @@ def tls(upstream, tmp_path_factory) -> Iterator[tuple[Nginx, str]]:
 
 
 def _pull_push_patch(url, **options: object) -> None:
-    ''' push, patch and pull through the proxy; a server-side change comes back through it. '''
-    doc = Document()
-    doc.add_root(Range1d(start=0, end=1, name="range"))
-    with push_session(doc, url=url("/empty"), **options) as session:
+    ''' The usual round trip through the proxy; the session's URL is the one through nginx. '''
+    with pull_session(url=url("/empty"), **options) as session:
         assert session.url == url("/empty/ws").replace("http", "ws", 1)
-        doc.get_model_by_name("range").end = 9
-        session.flush()
-        with pull_session(session_id=session.id, url=url("/empty"), **options) as check:
-            assert check.document.get_model_by_name("range").end == 9
-    with pull_session(url=url("/app"), **options) as session:
-        session.document.get_model_by_name("slider").value = 4
-        source = session.document.get_model_by_name("source")
-        wait_until(lambda: list(source.data["value"]) == [4], what="the server's change through nginx")
+    push_patch_pull(lambda path: url("/app") if path == "/slider" else url(path), **options)
 
 
 def test_behind_nginx(plain):

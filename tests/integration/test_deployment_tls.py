@@ -12,12 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from bokeh.document import Document
-from bokeh.models import Range1d
 
-from bokehsync import ClientSession, ConnectionFailed, pull_session, push_session
+from bokehsync import ClientSession, ConnectionFailed, pull_session
 from bokehsync._localserver import LocalServer
-from tests.conftest import APPS, LONG, ROOT, wait_until
-from tests.proxy import ConnectProxy
+from tests.support import APPS, LONG, ROOT, push_patch_pull
+from tests.support.proxy import ConnectProxy
 
 trustme = pytest.importorskip("trustme")
 
@@ -55,28 +54,13 @@ def clean_proxy_env(monkeypatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _roundtrip(url: str, **options: object) -> None:
-    ''' push, patch, flush, then pull in a fresh session; a server-side change comes back. '''
-    doc = Document()
-    doc.add_root(Range1d(start=0, end=1, name="range"))
-    with push_session(doc, url=url("/empty"), **options) as session:
-        doc.get_model_by_name("range").start = 5
-        session.flush()
-        with pull_session(session_id=session.id, url=url("/empty"), **options) as check:
-            assert check.document.get_model_by_name("range").start == 5
-    with pull_session(url=url("/slider"), **options) as session:
-        session.document.get_model_by_name("slider").value = 3
-        source = session.document.get_model_by_name("source")
-        wait_until(lambda: list(source.data["value"]) == [3], what="the server's change over the link")
-
-
 # TLS -------------------------------------------------------------------------
 
 def test_wss_with_a_ca_file(tls, ca):
     ''' verify="ca.pem": pull, push, patch and flush work over wss://, from an https:// URL. '''
     _, ca_path = ca
     assert tls.url().startswith("https://")
-    _roundtrip(tls.url, verify=ca_path)
+    push_patch_pull(tls.url, verify=ca_path)
     with pull_session(url=tls.url("/empty"), verify=ca_path) as session:
         assert session.url.startswith("wss://")
 
@@ -150,7 +134,7 @@ def test_many_threads_share_one_wss_connection(tls, ca):
 def test_explicit_proxy(server, clean_proxy_env):
     ''' proxy="http://host:port": the session goes through the proxy's tunnel and works. '''
     with ConnectProxy() as proxy:
-        _roundtrip(server.url, proxy=proxy.url)
+        push_patch_pull(server.url, proxy=proxy.url)
         assert proxy.tunnels and set(proxy.tunnels) == {f"127.0.0.1:{server.port}"}
 
 

@@ -9,7 +9,8 @@ from bokeh.models import ColumnDataSource, Range1d
 
 from bokehsync import ClientSession, pull_session, push_session
 from bokehsync._compat import DOC_ARRAYS_GZIPPED
-from tests.conftest import LONG, wait_until
+from tests.support import LONG, lock_held_elsewhere, pulled, session_threads, wait_until
+from tests.support.faultproxy import FaultProxy
 
 
 def _doc_with_arrays(n: int = 1000) -> Document:
@@ -22,15 +23,6 @@ def _doc_with_arrays(n: int = 1000) -> Document:
     return doc
 
 
-def _count_patches(session: ClientSession) -> list[object]:
-    ''' Record every PATCH-DOC the session writes. '''
-    sent: list[object] = []
-    outbox = session._sync.outbox
-    original = outbox.track
-    outbox.track = lambda future, message: (sent.append(message), original(future, message))  # type: ignore[method-assign]
-    return sent
-
-
 def test_push_then_pull_keeps_binary_columns(server):
     ''' float64 and int32 columns pushed as binary buffers come back equal in a fresh session. '''
     doc = _doc_with_arrays()
@@ -41,16 +33,6 @@ def test_push_then_pull_keeps_binary_columns(server):
     assert data["f"].dtype == np.float64 and data["i"].dtype == np.int32
     np.testing.assert_array_equal(data["f"], np.linspace(0.0, 1.0, 1000))
     np.testing.assert_array_equal(data["i"], np.arange(1000, dtype=np.int32))
-
-
-def test_change_just_before_close_reaches_the_server(server):
-    ''' A change made right before close() is on the server when close() returns. '''
-    doc = _doc_with_arrays(10)
-    session = push_session(doc, url=server.url("/empty"))
-    doc.get_model_by_name("range").start = 42
-    session.close()
-    with pull_session(session_id=session.id, url=server.url("/empty")) as check:
-        assert check.document.get_model_by_name("range").start == 42
 
 
 def test_streamed_rows_reach_the_server(server):
@@ -85,14 +67,15 @@ def test_periodic_server_updates_arrive_while_idle(server):
 
 
 def test_server_changes_are_not_echoed(server):
-    ''' Changes applied from the server are not sent back to it. '''
-    with pull_session(url=server.url("/slider")) as session:
-        sent = _count_patches(session)
-        source = session.document.get_model_by_name("source")
-        session.document.get_model_by_name("slider").value = 3
-        wait_until(lambda: list(source.data["value"]) == [3])
-        session.force_roundtrip()
-    assert len(sent) == 1  # only our own slider change
+    ''' Changes applied from the server are not sent back to it (PATCH-DOCs counted on the wire). '''
+    with FaultProxy(server.port) as proxy:
+        with pull_session(url=proxy.url("/slider")) as session:
+            source = session.document.get_model_by_name("source")
+            session.document.get_model_by_name("slider").value = 3
+            wait_until(lambda: list(source.data["value"]) == [3])
+            session.force_roundtrip()
+            sent = proxy.count("up", "PATCH-DOC")
+    assert sent == 1  # only our own slider change
 
 
 def test_two_clients_see_each_others_changes(server):
@@ -103,15 +86,6 @@ def test_two_clients_see_each_others_changes(server):
             remote = reader.document.get_model_by_name("range")
             doc.get_model_by_name("range").end = 99
             wait_until(lambda: remote.end == 99, what="the change to reach the second client")
-
-
-def test_pull_twice_reuses_the_document(server):
-    ''' A second pull overwrites the same document object and sends nothing back. '''
-    with pull_session(url=server.url("/slider")) as session:
-        doc = session.document
-        session.pull()
-        assert session.document is doc
-        assert doc.get_model_by_name("slider") is not None
 
 
 def test_push_reply_and_unknown_document_rules(server):
@@ -138,7 +112,7 @@ def test_session_callbacks_run_on_the_loop_thread(server):
     session = ClientSession(websocket_url=server.ws_url("/empty"))
 
     def tick():
-        seen.append((threading.current_thread().name, session.lock._is_owned()))
+        seen.append((threading.current_thread().name, lock_held_elsewhere(session.lock)))
         r.start += 1
     doc.add_periodic_callback(tick, 20)
     session.push(doc)
@@ -149,7 +123,7 @@ def test_session_callbacks_run_on_the_loop_thread(server):
             assert check.document.get_model_by_name("range").start >= 3
     finally:
         session.close()
-    assert all(name.startswith("bokehsync-ioloop-") and owned for name, owned in seen)
+    assert seen and all(name == f"bokehsync-ioloop-{session.id[:8]}" and held for name, held in seen)
 
 
 def test_no_loop_thread_without_callbacks(server):
@@ -157,9 +131,8 @@ def test_no_loop_thread_without_callbacks(server):
     with pull_session(url=server.url("/slider")) as session:
         session.document.get_model_by_name("slider").value = 1
         session.force_roundtrip()
-        names = [t.name for t in threading.enumerate()]
-    assert not any(n.startswith("bokehsync-ioloop-") for n in names)
-    assert any(n.startswith("bokehsync-reader-") for n in names)
+        assert not session_threads(session, "ioloop")
+        assert session_threads(session, "reader")
 
 
 def test_given_io_loop_is_kept(server):
@@ -174,20 +147,20 @@ def test_given_io_loop_is_kept(server):
 
 
 def test_batch_sends_one_patch(server):
-    ''' Changes inside session.batch() go as one PATCH-DOC, and all arrive. '''
+    ''' Changes inside session.batch() go as one PATCH-DOC (counted on the wire), and all arrive. '''
     doc = _doc_with_arrays(3)
     r = doc.get_model_by_name("range")
-    with push_session(doc, url=server.url("/empty")) as session:
-        sent = _count_patches(session)
-        with session.batch():
-            for k in range(50):
-                r.start = k
-            r.end = 1000
-        session.flush(timeout=LONG)
-        with pull_session(session_id=session.id, url=server.url("/empty")) as check:
-            remote = check.document.get_model_by_name("range")
-            assert (remote.start, remote.end) == (49, 1000)
-    assert len(sent) == 1
+    with FaultProxy(server.port) as proxy:
+        with push_session(doc, url=proxy.url("/empty")) as session:
+            with session.batch():
+                for k in range(50):
+                    r.start = k
+                r.end = 1000
+            session.flush(timeout=LONG)
+            sent = proxy.count("up", "PATCH-DOC")
+    remote = pulled(server.url("/empty"), session.id).get_model_by_name("range")
+    assert (remote.start, remote.end) == (49, 1000)
+    assert sent == 1
 
 
 def test_progress_of_a_large_push_and_pull(server):

@@ -6,28 +6,20 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from bokehsync import pull_session
-from bokehsync._localserver import LocalServer
-from tests.conftest import LONG, ROOT
+from tests.support import LONG, ROOT
 
 EXAMPLES = os.path.join(ROOT, "examples")
 SESSION_URL = re.compile(r"(http://127\.0\.0\.1:\d+/demo)\?bokeh-session-id=(\S+)")
 
 
 @pytest.fixture(scope="module")
-def demo_url() -> Iterator[str]:
-    ''' The demo command's server app; sessions outlive their clients long enough to be checked. '''
-    srv = LocalServer({"/demo": "bokehsync._demo:app"}, pythonpath=[ROOT],
-                      server_kwargs={"unused_session_lifetime_milliseconds": 600_000})
-    srv.start()
-    try:
-        yield srv.url("/demo")
-    finally:
-        srv.stop()
+def demo_url(demo_server) -> str:
+    ''' The demo command's server app (conftest's ``demo_server``). '''
+    return demo_server.url("/demo")
 
 
 def _run(name: str, *args: str) -> str:

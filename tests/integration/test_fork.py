@@ -27,7 +27,7 @@ from bokeh.document import Document
 from bokeh.models import Range1d
 
 from bokehsync import pull_session, push_session
-from tests.conftest import LONG, wait_until
+from tests.support import LONG, wait_until
 
 # Python 3.12+ warns that forking a multi-threaded process may deadlock the child; bokehsync's
 # threads hold no lock across the fork that the child needs (that is what these tests check).

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bokehsync import ClientSession, ConnectionLost, ServerError, pull_session, push_session
-from tests.conftest import LONG, wait_until
+from tests.support import LONG, wait_until
 
 
 def canonical(doc: Document) -> Any:

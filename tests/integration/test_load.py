@@ -1,4 +1,5 @@
-''' Load: many threads on one connection, many sessions, bursts; a soak run marked slow. '''
+''' Load: many sessions at once; a soak run marked slow. (Many threads on one connection and
+bursts: test_delivery.py.) '''
 from __future__ import annotations
 
 import os
@@ -13,25 +14,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Range1d
 
 from bokehsync import pull_session, push_session
-from bokehsync._wire import PROTOCOL
-from tests.conftest import LONG
-
-
-def test_32_threads_200_requests_each_on_one_connection(server):
-    ''' 6,400 concurrent requests on one connection: every caller gets the reply to its own request. '''
-    with pull_session(url=server.url("/empty")) as session:
-        connection = session._connection
-
-        def worker(_: int) -> int:
-            matched = 0
-            for _ in range(200):
-                request = PROTOCOL.create("SERVER-INFO-REQ")
-                reply = connection._requests.request(request, timeout=LONG)
-                matched += reply.header["reqid"] == request.header["msgid"] and "version_info" in reply.content
-            return matched
-        with ThreadPoolExecutor(32) as pool:
-            counts = list(pool.map(worker, range(32)))
-    assert counts == [200] * 32
+from tests.support import pulled
 
 
 def test_50_sessions_open_at_once(server):
@@ -59,27 +42,8 @@ def test_50_sessions_open_at_once(server):
 
 
 def _pulled_range(url: str, session_id: str) -> tuple[float, float]:
-    with pull_session(session_id=session_id, url=url) as check:
-        r = check.document.get_model_by_name("r")
-        return r.start, r.end
-
-
-def test_10000_patch_burst_then_flush(server):
-    ''' 10,000 changes in a burst, then flush: the server has the last one, and got them in order. '''
-    doc = Document()
-    r = Range1d(start=0, end=1, name="r")
-    source = ColumnDataSource(data={"k": []}, name="log")
-    doc.add_root(r)
-    doc.add_root(source)
-    with push_session(doc, url=server.url("/empty")) as session:
-        for k in range(10_000):
-            r.start = k
-            if k % 1000 == 999:
-                source.stream({"k": [k]})
-        session.flush(timeout=LONG)
-        assert _pulled_range(server.url("/empty"), session.id)[0] == 9_999
-        with pull_session(session_id=session.id, url=server.url("/empty")) as check:
-            assert list(check.document.get_model_by_name("log").data["k"]) == list(range(999, 10_000, 1000))
+    r = pulled(url, session_id).get_model_by_name("r")
+    return r.start, r.end
 
 
 def _rss_mb() -> float:

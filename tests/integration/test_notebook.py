@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from bokehsync import pull_session
-from bokehsync._localserver import LocalServer
-from tests.conftest import LONG, ROOT
+from tests.support import LONG, ROOT
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -24,12 +22,6 @@ try:
 except Exception as e:
     print(f"bokeh.client: {type(e).__name__}: {e}")
 '''
-
-
-@pytest.fixture(scope="module")
-def demo_server() -> Iterator[LocalServer]:
-    with LocalServer({"/demo": "bokehsync._demo:app"}, pythonpath=[ROOT]) as srv:
-        yield srv
 
 
 def _outputs(cell) -> str:

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def _pip_dry_run(python_version: str, tmp_path) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import pytest
 from bokeh.models import Slider
 
 from bokehsync import pull_session
-from tests.conftest import LONG, ROOT, wait_until
+from tests.support import LONG, ROOT, wait_until
 
 # Skip without Panel (the `integrations` extra), without importing it into the whole test run.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("panel") is None, reason="panel is not installed")

@@ -15,7 +15,7 @@ from bokeh.models import ColumnDataSource
 
 from bokehsync import pull_session, push_session
 from bokehsync._localserver import LocalServer
-from tests.conftest import LONG, ROOT
+from tests.support import LONG, ROOT
 
 TASKS = 4
 

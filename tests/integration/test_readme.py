@@ -23,7 +23,7 @@ import pytest
 from bokeh.document import Document
 
 from bokehsync import pull_session
-from tests.conftest import LONG, ROOT, wait_until
+from tests.support import LONG, ROOT, wait_until
 
 README = os.path.join(ROOT, "README.rst")
 QUICKSTART = os.path.join(ROOT, "docs", "quickstart.rst")

@@ -79,18 +79,6 @@ def test_private_hooks_kept():
         assert callable(getattr(ClientSession, name)), name
 
 
-def test_exception_tree_inherits_builtins():
-    ''' Each exception is also the built-in bokeh.client raises in that case. '''
-    assert issubclass(bokehsync.ConnectionFailed, OSError)
-    assert issubclass(bokehsync.ConnectionRejected, bokehsync.ConnectionFailed)
-    assert issubclass(bokehsync.ConnectionLost, RuntimeError)
-    assert issubclass(bokehsync.ServerError, RuntimeError)
-    assert issubclass(bokehsync.ReplyTimeout, TimeoutError)
-    for cls in (bokehsync.ConnectionFailed, bokehsync.ConnectionLost, bokehsync.ServerError,
-                bokehsync.ReplyTimeout, bokehsync.ProtocolViolation, bokehsync.WrongProcess):
-        assert issubclass(cls, bokehsync.BokehSyncError)
-
-
 def test_unknown_model_type_is_what_bokeh_client_raises():
     ''' UnknownModelType is a BokehSyncError and bokeh's DeserializationError (what bokeh.client raises
     when a pulled document has a model type the client does not define), exported by bokehsync. '''

@@ -7,6 +7,7 @@ from bokeh.core.serialization import Buffer
 
 from bokehsync import _compat
 from bokehsync._wire import PROTOCOL
+from tests.support import run_python
 
 
 @pytest.mark.parametrize("version", ["3.4.0", "3.4.3", "3.8.2", "3.9.2", "3.10.0.dev1", "3.11.0rc2"])
@@ -20,6 +21,17 @@ def test_unsupported_bokeh_versions_raise_import_error(version):
     ''' Any other bokeh raises ImportError naming the installed version and the supported range. '''
     with pytest.raises(ImportError, match=rf"bokehsync requires bokeh >= 3\.4, < 4, but bokeh {version} is installed"):
         _compat.check_bokeh_version(version)
+
+
+@pytest.mark.parametrize("version", ["3.3.4", "4.0.0"])
+def test_import_bokehsync_with_an_unsupported_bokeh_raises_import_error(version):
+    ''' ``import bokehsync`` itself raises ImportError, naming the versions, when the installed bokeh
+    is outside the supported range (in a fresh interpreter whose bokeh claims that version). '''
+    done = run_python(f"import bokeh; bokeh.__version__ = {version!r}\n"
+                      "try:\n    import bokehsync\nexcept ImportError as e:\n    print('ImportError:', e)\n"
+                      "else:\n    print('imported')")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"ImportError: bokehsync requires bokeh >= 3.4, < 4, but bokeh {version}")
 
 
 def test_installed_bokeh_is_the_one_checked():

@@ -56,6 +56,61 @@ def test_violations_are_named(sequence, what):
     assert "ws://x/ws" in str(info.value)
 
 
+LONG_TEXT = "x" * 300
+V = "bokeh protocol violation: "
+
+
+@pytest.mark.parametrize("sequence, message", [
+    ([b"binary"], "expected a text header, got a binary message"),
+    ([_header(), b"binary"], "expected a text metadata, got a binary message"),
+    ([_header(), "{}", b"binary"], "expected a text content, got a binary message"),
+    (["{" + LONG_TEXT], f"header is not valid JSON: {('{' + LONG_TEXT)[:200]!r}"),
+    ([json.dumps({"msgid": "1", "pad": LONG_TEXT})],
+     f"header without msgtype/msgid: {json.dumps({'msgid': '1', 'pad': LONG_TEXT})[:200]!r}"),
+    ([_header(num_buffers="2")], "bad num_buffers '2'"),
+    ([_header(num_buffers=1), "{}", "{}", b"x"], "expected a text buffer header, got a binary message"),
+    ([_header(num_buffers=1), "{}", "{}", '{"id": "b"}', "text"],
+     "expected a binary buffer payload, got a text message"),
+    ([_header(num_buffers=1), "{}", "{}", "[" + LONG_TEXT],
+     f"buffer header is not valid JSON: {('[' + LONG_TEXT)[:200]!r}"),
+    ([_header(num_buffers=1), "{}", "{}", json.dumps({"id": "a", "pad": LONG_TEXT})],
+     f"malformed buffer header {json.dumps({'id': 'a', 'pad': LONG_TEXT})[:200]!r}"),
+])
+def test_violation_messages_exactly(sequence, message):
+    ''' The exact message of each violation: what was expected, what came, the start (200 characters)
+    of what came, and the URL. '''
+    assembler = Assembler("ws://x/ws")
+    with pytest.raises(ProtocolViolation) as info:
+        for fragment in sequence:
+            assembler.feed(fragment)
+    assert str(info.value) == f"{V}{message} [ws://x/ws]"
+    assert info.value.url == "ws://x/ws"
+
+
+def test_a_message_with_several_buffers_assembles_them_all_in_order():
+    ''' Three buffers, each a text header then binary bytes, all land in the message, in order. '''
+    assembler = Assembler()
+    for fragment in (_header("PULL-DOC-REPLY", reqid="r", num_buffers=3), "{}", json.dumps({"doc": {}})):
+        assert assembler.feed(fragment) is None
+    out = None
+    for k in range(3):
+        assert assembler.feed(json.dumps({"id": f"b{k}"})) is None
+        out = assembler.feed(bytes([k]) * (k + 1))
+        assert (out is None) == (k < 2)
+    assert [(b.id, bytes(b.data)) for b in out.buffers] == [("b0", b"\x00"), ("b1", b"\x01\x01"), ("b2", b"\x02" * 3)]
+
+
+def test_a_message_without_num_buffers_completes_after_its_content():
+    ''' No num_buffers means none: the message completes with its third fragment, and the next
+    message starts fresh. '''
+    assembler = Assembler()
+    assert assembler.feed(_header("OK")) is None
+    assert assembler.feed("{}") is None
+    first = assembler.feed("{}")
+    assert first is not None and first.msgtype == "OK" and first.buffers == []
+    assert assembler.feed(_header("OK")) is None and assembler.partial_header["msgtype"] == "OK"
+
+
 def test_size_groups_keep_order_and_bound_size():
     ''' Queued events split, in order, into runs of bounded estimated size. '''
     from bokehsync._events import PATCH_BYTES, event_bytes, size_groups

@@ -6,9 +6,10 @@ written to a temporary directory; :meth:`Nginx.stop` ends it.
 '''
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
-import socket
 import subprocess
 import time
 from typing import Any
@@ -53,10 +54,29 @@ _WEBSOCKET = """            proxy_set_header Upgrade $http_upgrade;
             proxy_http_version 1.1;"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _candidate_port() -> int:
+    ''' A port for nginx to bind itself (nginx cannot bind port 0 and report it).
+
+    Below the kernel's ephemeral range (``ip_local_port_range``), where the
+    port-0 servers and outgoing connections of every test suite on this
+    machine get their ports, so only another nginx test can want it; if so,
+    nginx fails to bind, exits, and :meth:`Nginx.start` tries another. No port
+    is probed and released (another process could take it in between).
+    '''
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return random.randrange(max(1024, low - 12000), low)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 class Nginx:
@@ -93,8 +113,10 @@ class Nginx:
             RuntimeError: it exited or did not listen in time (with its error log)
         '''
         assert NGINX is not None
-        for _ in range(3):  # the free port may be taken between probe and bind
-            self.port = _free_port()
+        for _ in range(5):  # another nginx test may hold the candidate port: try another
+            self.port = _candidate_port()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.tmp, "nginx.pid"))
             conf = os.path.join(self.tmp, "nginx.conf")
             tls = (f"ssl_certificate {self.certfile};\n        ssl_certificate_key {self.keyfile};"
                    if self.certfile else "")
@@ -105,15 +127,15 @@ class Nginx:
             self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", self.tmp, "-e", f"{self.tmp}/error.log"],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
+            # nginx writes its pid file once its listening socket is bound (a
+            # connect could reach another process on the port; the pid file cannot).
+            pidfile = os.path.join(self.tmp, "nginx.pid")
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                if _read(pidfile).strip() == str(self.proc.pid):
                     return self
-                except OSError:
-                    pass
                 try:
-                    self.proc.wait(0.02)  # returns early only if nginx exited
+                    self.proc.wait(0.02)  # returns early only if nginx exited (e.g. port taken)
                     break
                 except subprocess.TimeoutExpired:
                     pass
@@ -121,11 +143,7 @@ class Nginx:
         raise RuntimeError(f"nginx did not start: {self._log()}")
 
     def _log(self) -> str:
-        try:
-            with open(os.path.join(self.tmp, "error.log")) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return "(no error log)"
+        return _read(os.path.join(self.tmp, "error.log"))[-2000:] or "(no error log)"
 
     def stop(self) -> None:
         ''' Stop nginx (terminate, then kill). '''

@@ -1,9 +1,19 @@
-''' A fault-injection TCP proxy on 127.0.0.1, in front of a real server.
+''' A fault-injection TCP proxy on 127.0.0.1, in front of a real server, that
+also watches the websocket traffic it forwards.
 
 Faults can be switched on at any time, or when a number of bytes has passed
-in one direction: stall (stop forwarding, keep the sockets open), cut
-(reset both sides), half-close (end the stream towards the client), corrupt
-(set the reserved bits of the next websocket frame header sent to the client).
+in one direction: stall (stop forwarding, keep the sockets open), hold (keep
+reading one direction but forward nothing until released), cut (reset both
+sides), half-close (end the stream towards the client), corrupt (set the
+reserved bits of the next websocket frame header sent to the client), inject
+(write raw bytes towards the server).
+
+What passes is counted from outside, as a user's network would see it:
+``messages("up")`` lists the Bokeh messages clients sent (by msgtype),
+``controls("up")`` their ping/pong/close frames; ``"down"`` the same for the
+server. The proxy's own port stays bound for its whole life; the server
+behind it can change (``target_port``), which is how tests "restart" a server
+without reusing a just-killed port.
 '''
 from __future__ import annotations
 
@@ -12,6 +22,8 @@ import struct
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from tests.support.wsframes import FrameFollower
 
 _POLL = 0.05  # seconds a pump waits on a socket before re-checking its switches
 
@@ -24,6 +36,10 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.closed = False
+        self.followers = {"up": FrameFollower(), "down": FrameFollower()}
+        self.send_mutex = {"up": threading.Lock(), "down": threading.Lock()}
+        self.held: dict[str, list[bytes]] = {"up": [], "down": []}
+        self._tick = threading.Event()  # never set: a wait of _POLL seconds
         for s in (client, upstream):
             s.settimeout(_POLL)
         self.threads = [
@@ -34,10 +50,17 @@ class _Link:
         for t in self.threads:
             t.start()
 
+    def _send(self, dst: socket.socket, direction: str, data: bytes) -> None:
+        with self.send_mutex[direction]:
+            dst.sendall(data)
+
     def _pump(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
         proxy = self.proxy
         try:
             while not self.closed:
+                if self.held[direction] and not proxy.holding[direction]:
+                    pending, self.held[direction] = self.held[direction], []
+                    self._send(dst, direction, b"".join(pending))
                 if proxy.stalled:
                     proxy.resumed.wait(_POLL)
                     continue
@@ -46,18 +69,41 @@ class _Link:
                 except TimeoutError:
                     continue
                 if not data:
+                    # The sender ended its stream: forward what was held first.
+                    while proxy.holding[direction] and not self.closed:
+                        self._tick.wait(_POLL)
+                    if self.held[direction]:
+                        pending, self.held[direction] = self.held[direction], []
+                        self._send(dst, direction, b"".join(pending))
+                    if direction == "up":
+                        try:
+                            dst.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
                     break
                 if direction == "down" and proxy.corrupt_next:
                     proxy.corrupt_next = False
                     data = bytes([data[0] | 0x70]) + data[1:]
-                dst.sendall(data)
+                with proxy._mutex:
+                    self.followers[direction].feed(data)
+                if proxy.holding[direction]:
+                    self.held[direction].append(data)
+                else:
+                    if self.held[direction]:  # released since the check above: what was held goes first
+                        data = b"".join([*self.held[direction], data])
+                        self.held[direction] = []
+                    self._send(dst, direction, data)
                 proxy._count(direction, len(data))
         except OSError:
             pass
         finally:
             if direction == "down":
-                # The server side ended: end the client side too.
+                # The server side ended: end the client side too (after what was held).
                 self.shutdown_client()
+
+    def inject(self, direction: str, data: bytes) -> None:
+        dst = self.upstream if direction == "up" else self.client
+        self._send(dst, direction, data)
 
     def shutdown_client(self) -> None:
         try:
@@ -83,7 +129,8 @@ class FaultProxy:
     ''' Forward 127.0.0.1:<port> to 127.0.0.1:<target_port>, with faults on demand.
 
     Args:
-        target_port (int) : the real server's port
+        target_port (int) : the real server's port; may be changed later (new
+            connections go to the new one)
     '''
 
     def __init__(self, target_port: int) -> None:
@@ -94,7 +141,9 @@ class FaultProxy:
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.links: list[_Link] = []
+        self.accepted = 0
         self.stalled = False
+        self.holding = {"up": False, "down": False}
         self.resumed = threading.Event()
         self.corrupt_next = False
         self.bytes = {"up": 0, "down": 0}
@@ -114,6 +163,7 @@ class FaultProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
             except OSError:
@@ -130,19 +180,51 @@ class FaultProxy:
         for _, _, action in due:
             action()
 
+    # What passed --------------------------------------------------------------
+
+    def messages(self, direction: str) -> list[str]:
+        ''' The msgtype of every Bokeh message seen in ``direction`` ("up": client to
+        server), over all connections, in order per connection. '''
+        with self._mutex:
+            return [m for link in self.links for m in link.followers[direction].msgtypes]
+
+    def controls(self, direction: str) -> list[int]:
+        ''' The opcode of every control frame seen in ``direction`` (0x8 close, 0x9 ping, 0xA pong). '''
+        with self._mutex:
+            return [c for link in self.links for c in link.followers[direction].controls]
+
+    def count(self, direction: str, msgtype: str) -> int:
+        return self.messages(direction).count(msgtype)
+
+    # Faults -------------------------------------------------------------------
+
     def when(self, direction: str, nbytes: int, action: Callable[[], Any]) -> None:
         ''' Run ``action()`` once ``nbytes`` more bytes passed ``direction`` ("up"/"down"). '''
         with self._mutex:
             self._triggers.append((direction, self.bytes[direction] + nbytes, action))
 
     def stall(self) -> None:
-        ''' Stop forwarding in both directions; sockets stay open. '''
+        ''' Stop forwarding in both directions; sockets stay open, nothing is read. '''
         self.resumed.clear()
         self.stalled = True
 
     def resume(self) -> None:
         self.stalled = False
         self.resumed.set()
+
+    def hold(self, direction: str) -> None:
+        ''' Keep reading ``direction`` (so it is counted) but forward nothing until :meth:`release`. '''
+        self.holding[direction] = True
+
+    def release(self, direction: str) -> None:
+        ''' Forward what was held in ``direction``, in order, then everything as usual. '''
+        self.holding[direction] = False
+
+    def inject(self, direction: str, data: bytes) -> None:
+        ''' Write ``data`` into every connection in ``direction``, as if its sender had
+        (call it while that side is idle, so it does not split a frame). '''
+        for link in list(self.links):
+            link.inject(direction, data)
 
     def cut(self) -> None:
         ''' Reset every proxied connection (RST to both sides). '''
@@ -160,6 +242,7 @@ class FaultProxy:
 
     def __exit__(self, *exc: Any) -> None:
         self.resume()
+        self.holding = {"up": False, "down": False}
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
