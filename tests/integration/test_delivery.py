@@ -281,14 +281,21 @@ def test_the_echo_of_a_push_is_not_buffered(server):
 # server changes --------------------------------------------------------------------
 
 def test_a_second_pull_sends_nothing_back(server):
-    ''' Pulling again overwrites session.document in place and sends no change back to the server
-    (counted on the wire). '''
+    ''' Pulling again brings session.document to the server's state in place (the same objects, the
+    server's values) and sends none of that back to the server (counted on the wire). '''
     with FaultProxy(server.port) as proxy:
         with pull_session(url=proxy.url("/slider")) as session:
             doc = session.document
+            slider = doc.get_model_by_name("slider")
+            # The local document differs from the server's without sending anything (as after a
+            # change that could not be sent): what the pull changes back must not go out either.
+            with session.lock:
+                slider.set_from_json("value", 77, setter=session)
+                slider.set_from_json("title", "local", setter=session)
             session.pull()
             session.force_roundtrip()
-            assert session.document is doc and doc.get_model_by_name("slider") is not None
+            assert session.document is doc and doc.get_model_by_name("slider") is slider
+            assert (slider.value, slider.title) == (0, "value")  # the server's
             assert proxy.count("up", "PATCH-DOC") == 0, proxy.messages("up")
 
 
