@@ -180,10 +180,13 @@ class Sender:
         ''' A PATCH-DOC was answered: runs in the thread that resolved it
         (usually the reader). An acknowledgement may open the window.
         '''
+        # A rejected part of a push is the push's to report; resynchronising
+        # would bring the pushed document to the server's partial state.
+        owned = self._outbox.owned_by_call(future)
         if self._outbox.settled(future):
             self.send_queued()
         error = future.exception()
-        if isinstance(error, ServerError):
+        if isinstance(error, ServerError) and not owned:
             self._on_rejected(error)
 
     # Control frames ----------------------------------------------------------
