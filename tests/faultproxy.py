@@ -50,7 +50,7 @@ class _Link:
                 if direction == "down" and proxy.corrupt_next:
                     proxy.corrupt_next = False
                     data = bytes([data[0] | 0x70]) + data[1:]
-                dst.sendall(data)
+                self._send(dst, data)
                 proxy._count(direction, len(data))
         except OSError:
             pass
@@ -58,6 +58,18 @@ class _Link:
             if direction == "down":
                 # The server side ended: end the client side too.
                 self.shutdown_client()
+
+    def _send(self, dst: socket.socket, data: bytes) -> None:
+        ''' All of ``data``. The sockets time out after ``_POLL`` (for the
+        switches), so a peer busy for longer than that (a server handling a
+        large message) must not end the pump: a timed-out send is retried.
+        '''
+        view = memoryview(data)
+        while view and not self.closed:
+            try:
+                view = view[dst.send(view):]
+            except TimeoutError:
+                continue
 
     def shutdown_client(self) -> None:
         try:
