@@ -80,9 +80,12 @@ def json_bound(value: Any) -> int:
         n = len(value)
         if n == 0:
             return 2
-        if _all_numbers(value):
+        types = _types(value)
+        if types <= _NUMBERS:
             return 1 + n * _NUMBER
-        return 1 + n + sum(json_bound(item) for item in value)
+        if types == _STR:
+            return 1 + n + sum(map(len, map(_encode_str, value)))
+        return 1 + n + sum(map(json_bound, value))
     if t is dict:
         if not value:
             return 2
@@ -95,12 +98,14 @@ def json_bound(value: Any) -> int:
     return len(serialize_json(value))
 
 
-def _all_numbers(values: Any) -> bool:
-    ''' Whether every item is a plain int or float (the common numeric list). '''
-    first = type(values[0])
-    if first is not float and first is not int:
-        return False
-    return all(type(v) is float or type(v) is int for v in values)
+def _types(values: Any) -> set[type]:
+    ''' The types of the items of a list (in C: lists of millions are common). '''
+    return set(map(type, values))
+
+
+_NUMBERS = frozenset((int, float))
+_STR = {str}
+_SCALAR_TYPES = frozenset((int, float, str, bool, type(None)))
 
 
 def buffers_in(value: Any) -> Iterator[Buffer]:
@@ -112,20 +117,10 @@ def buffers_in(value: Any) -> Iterator[Buffer]:
         if t is dict:
             stack.extend(reversed(list(item.values())))
         elif t is list or t is tuple:
-            if item and not _all_scalars(item):
+            if item and not _types(item) <= _SCALAR_TYPES:
                 stack.extend(reversed(item))
         elif isinstance(item, Buffer):
             yield item
-
-
-def _all_scalars(values: Any) -> bool:
-    t = type(values[0])
-    if t is dict or t is list or t is tuple or isinstance(values[0], Buffer):
-        return False
-    return all(type(v) in _SCALAR_TYPES for v in values)
-
-
-_SCALAR_TYPES = frozenset((int, float, str, bool, type(None)))
 
 
 def _nbytes(buffer: Buffer) -> int:
@@ -218,9 +213,10 @@ class Column:
         n = len(items)
         if n == 0:
             return 0, None, None
-        if _all_numbers(items):
+        types = _types(items)
+        if types <= _NUMBERS:
             return _NUMBER, None, None
-        if all(type(v) is str for v in items):
+        if types == _STR:
             sizes = np.fromiter(map(len, map(_encode_str, items)), dtype=np.int64, count=n)
             sizes += 1
             self._check_rows(sizes, room)

@@ -72,7 +72,9 @@ def push_document(requests: Requests, sync: DocumentSync, document: Document, *,
         _wait_parts(split, deadline, what, url)
     except BokehSyncError as e:
         sync.outbox.discard(split)
-        raise e.rephrased(f"{e.message}; {split.report()}") from e
+        text = e.message if e.message.startswith((f"cannot {what}", f"failed to {what}")) \
+            else f"cannot {what}: {e.message}"
+        raise e.rephrased(f"{text}; {split.report()}") from e
     except BaseException:
         sync.outbox.discard(split)
         raise

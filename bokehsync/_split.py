@@ -266,6 +266,15 @@ def split_push(message: Message[Any], limit: int, describe: Describe = default_d
         url: str | None = None) -> Split | None:
     ''' Make a PUSH-DOC fit the server's limit.
 
+    The document goes without its roots (title, config, data models); then
+    each root, as a root added, with its large sources emptied; then the
+    streams that fill those sources. Roots added by a PATCH-DOC are broadcast
+    to every other client of the session but not back to us, so a browser
+    viewing the session gets them whole (bokeh's server serializes a pushed
+    document's new models in full for the first connection it broadcasts
+    to only). A document with document-level JS callbacks (which may refer to
+    models of the roots) keeps its roots in the PUSH-DOC, sources emptied.
+
     Args:
         message (Message) : a PUSH-DOC (consumed: its content may be changed)
         limit (int) : the server's ``websocket_max_message_size``
@@ -284,10 +293,28 @@ def split_push(message: Message[Any], limit: int, describe: Describe = default_d
     if json_bound(content) <= cutter.budget and all(_nbytes(b) <= cutter.budget for b in message.buffers):
         return None
     split = Split("the document", limit, by_call=True)
+    doc = content.get("doc")
+    events: list[dict[str, Any]] = []
+    if isinstance(doc, dict) and isinstance(doc.get("roots"), list) and not doc.get("callbacks"):
+        events = [{"kind": "RootAdded", "model": root} for root in doc["roots"]]
+        doc["roots"] = []
     streams = cutter.empty_sources(content, "the document")
+    for event in events:
+        streams.extend(cutter.empty_sources(event, "the document"))
     first = type(message)(message.create_header(), {}, content)
     add_buffers(first, list(buffers_in(content)))
     split.add(first)
+    run: list[Any] = []
+    size = 12
+    for event in events:
+        n = json_bound(event) + 1
+        if run and size + n > cutter.budget:
+            split.add(_patch(run))
+            run, size = [], 12
+        run.append(event)
+        size += n
+    if run:
+        split.add(_patch(run))
     cutter.add_streams(split, streams)
     return split
 
@@ -624,15 +651,12 @@ def _objects(root: Any) -> list[dict[str, Any]]:
                     stack.extend(v for k, v in attrs.items() if not (k == "data" and _is_source(item)))
                 continue
             stack.extend(item.values())
-        elif (t is list or t is tuple) and item and not _scalars(item):
+        elif (t is list or t is tuple) and item and not set(map(type, item)) <= _SCALARS:
             stack.extend(reversed(item))
     return out
 
 
-def _scalars(items: Any) -> bool:
-    first = items[0]
-    return type(first) in (int, float, str, bool, type(None)) and \
-        all(type(v) in (int, float, str, bool, type(None)) for v in items)
+_SCALARS = frozenset((int, float, str, bool, type(None)))
 
 
 def _is_source(obj: dict[str, Any]) -> bool:
