@@ -27,6 +27,7 @@ from ._legacy import BokehClientHooks
 from ._loop import LoopThread
 from ._params import shared_args
 from ._reconnect import Reconnect
+from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE
 from ._wire import Progress
 from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import ConnectionFailed, UnknownModelType
@@ -110,7 +111,8 @@ class ClientSession(BokehClientHooks):
             cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
             ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
             ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
-            reconnect: Reconnect | bool | int | None = None) -> None:
+            reconnect: Reconnect | bool | int | None = None,
+            server_max_message_size: int = DEFAULT_SERVER_MAX_MESSAGE_SIZE) -> None:
         websocket_url = to_websocket_url(websocket_url)
         handshake = HandshakeOptions(
             websocket_url, secret_key=secret_key, sign_sessions=sign_sessions, token_expiration=token_expiration,
@@ -124,7 +126,7 @@ class ClientSession(BokehClientHooks):
         self._connection = ClientConnection(
             self, websocket_url, io_loop, arguments, max_message_size, timeout=check_timeout(timeout),
             ping_interval=ping_interval, ping_timeout=ping_timeout, reconnect=reconnect, handshake=handshake,
-            sync=self._sync, hooks=self._hooks)
+            sync=self._sync, hooks=self._hooks, server_max_message_size=server_max_message_size)
 
     def __enter__(self) -> ClientSession:
         return self

@@ -296,7 +296,9 @@ class FrameParser:
             total = self._msg_size + length
             if total > self._max:
                 raise self._violation(
-                    f"message of at least {total} bytes exceeds max_message_size={self._max}")
+                    f"message of at least {total} bytes exceeds max_message_size={self._max}, the largest "
+                    "message this client accepts: pass a larger max_message_size= to pull_session(), "
+                    "push_session() or ClientSession()")
         else:
             raise self._violation(f"unknown opcode {opcode:#x}")
         self._opcode, self._fin = opcode, fin

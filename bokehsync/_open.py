@@ -14,6 +14,7 @@ from ._client import ClientSession
 from ._handshake import DEFAULT_TOKEN_EXPIRATION
 from ._params import shared_args
 from ._reconnect import Reconnect
+from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE
 from ._wire import Progress
 from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT
 
@@ -37,7 +38,8 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
         cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
         ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
         ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        reconnect: Reconnect | bool | int | None = None, progress: Progress | None = None) -> ClientSession:
+        reconnect: Reconnect | bool | int | None = None, progress: Progress | None = None,
+        server_max_message_size: int = DEFAULT_SERVER_MAX_MESSAGE_SIZE) -> ClientSession:
     ''' Open a session and load its current document from the server.
 
     ``session.document`` is a fresh document with the server's content. While
@@ -81,7 +83,8 @@ def pull_session(session_id: ID | None = None, url: str = "default", io_loop: IO
                             token_expiration=token_expiration, token=token, extra_payload=extra_payload,
                             headers=headers, cookies=cookies, origin=origin, verify=verify,
                             ssl_context=ssl_context, proxy=proxy, ping_interval=ping_interval,
-                            ping_timeout=ping_timeout, reconnect=reconnect)
+                            ping_timeout=ping_timeout, reconnect=reconnect,
+                            server_max_message_size=server_max_message_size)
     try:
         session.pull(progress=progress)
     except BaseException:
@@ -99,7 +102,8 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
         cookies: Mapping[str, str] | None = None, origin: str | None = None, verify: bool | str = True,
         ssl_context: ssl.SSLContext | None = None, proxy: str | bool | None = None,
         ping_interval: float | None = DEFAULT_PING_INTERVAL, ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        reconnect: Reconnect | bool | int | None = None, progress: Progress | None = None) -> ClientSession:
+        reconnect: Reconnect | bool | int | None = None, progress: Progress | None = None,
+        server_max_message_size: int = DEFAULT_SERVER_MAX_MESSAGE_SIZE) -> ClientSession:
     ''' Open a session and push ``document`` to it, replacing the server-side
     document of that session.
 
@@ -142,7 +146,8 @@ def push_session(document: Document, session_id: ID | None = None, url: str = "d
                             token_expiration=token_expiration, token=token, extra_payload=extra_payload,
                             headers=headers, cookies=cookies, origin=origin, verify=verify,
                             ssl_context=ssl_context, proxy=proxy, ping_interval=ping_interval,
-                            ping_timeout=ping_timeout, reconnect=reconnect)
+                            ping_timeout=ping_timeout, reconnect=reconnect,
+                            server_max_message_size=server_max_message_size)
     try:
         session.push(document, progress=progress)
     except BaseException:

@@ -24,6 +24,15 @@ PATCH-DOC's reply (:meth:`Outbox.settled`). Rules kept here:
   their fate (a re-push includes them; a re-pull loses them, and says so).
 * **What is pending.** :meth:`pending` summarises what our changes not yet
   applied by the server touch, for ``_converge``.
+* **Size.** No websocket message may exceed the server's limit
+  (:meth:`configure`). A PATCH-DOC that would is cut into parts when taken
+  (``_split``): they go in order, never merged with other changes, and are
+  tracked like any PATCH-DOC; what of a cut change the server acknowledged is
+  reported with its failure. A change holding a value that cannot be cut is
+  not sent: ``MessageTooBig`` is reported at the next flush. The document
+  keeps the value (no resync: pulling a document large enough for this could
+  itself be over the client's ``max_message_size``). A push's parts
+  (:meth:`add_parts`) are its caller's to wait for and report.
 
 Locks: ``outbox_mutex`` guards all state here; methods that serialize or
 queue change events also need the document lock, held by the caller. The
@@ -35,14 +44,16 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from bokeh.protocol.message import Message
 
 from ._converge import Pending
+from ._events import PATCH_BYTES
+from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of, split_patch
 from ._wire import merge_runs
-from .exceptions import BokehSyncError, ConnectionLost, ServerError
+from .exceptions import BokehSyncError, ConnectionLost, MessageTooBig, ServerError
 
 __all__ = (
     'PATCH_WINDOW',
@@ -75,7 +86,27 @@ class Outbox:
         self._serialize = serialize
         self._url = url
         self._writer: Callable[[], None] | None = None
+        self._limit = DEFAULT_SERVER_MAX_MESSAGE_SIZE
+        self._document: Callable[[], Any] = lambda: None
         self.reset()
+
+    def configure(self, limit: int, document: Callable[[], Any] | None = None) -> None:
+        ''' Set the server's message size limit.
+
+        Args:
+            limit (int) : the largest websocket message the server accepts,
+                in bytes (its ``websocket_max_message_size``)
+            document (callable, optional) : ``document()``, the session's
+                document, to name models in errors
+        '''
+        self._limit = limit
+        if document is not None:
+            self._document = document
+
+    @property
+    def limit(self) -> int:
+        ''' The largest websocket message the server accepts, in bytes. '''
+        return self._limit
 
     def reset(self) -> None:
         ''' Empty everything, with a fresh mutex (also in a forked child,
@@ -92,6 +123,8 @@ class Outbox:
         self._unsent = 0        # changes that could not be sent: the connection was gone
         self._unconfirmed = 0   # changes written whose acknowledgement never came
         self._cause: BokehSyncError | None = None
+        self._partial: list[Split] = []  # changes sent in parts that failed part way (for flush)
+        self._rejected_parts: dict[int, Split] = {}  # id(ServerError) -> the split of the part it rejected
 
     # Producers (any thread) --------------------------------------------------
 
@@ -137,6 +170,27 @@ class Outbox:
                 return
             self._queue.extend(messages)
 
+    def add_parts(self, messages: list[Message[Any]]) -> None:
+        ''' Queue the parts of a push after its PUSH-DOC (the caller holds
+        the document lock and waits for them: see :meth:`discard`).
+        '''
+        with self.outbox_mutex:
+            self._queue.extend(messages)
+
+    def acknowledged(self, split: Split, index: int) -> None:
+        ''' Part ``index`` of ``split``, sent as a request (a PUSH-DOC), was acknowledged. '''
+        with self.outbox_mutex:
+            split.settled(index, None)
+        if split.complete:
+            _resolve(split)
+
+    def discard(self, split: Split) -> None:
+        ''' Drop the parts of ``split`` not written yet (its call failed). '''
+        with self.outbox_mutex:
+            kept = [item for item in self._queue
+                    if isinstance(item, _Events) or (part_of(item) or (None,))[0] is not split]
+            self._queue = deque(kept)
+
     def add_request(self, message: Message[Any]) -> None:
         ''' Queue a request: it goes, with everything queued before it, at the next take. '''
         with self.outbox_mutex:
@@ -181,12 +235,54 @@ class Outbox:
                 messages.extend(self._serialize(item))
             else:
                 messages.append(item)
-        return merge_runs(messages)
+        return merge_runs(self._fit(messages), limit=min(PATCH_BYTES, budget_of(self._limit)))
+
+    def _fit(self, messages: list[Message[Any]]) -> list[Message[Any]]:
+        ''' ``messages`` with every PATCH-DOC over the server's limit cut into
+        parts, and the changes that cannot be cut left out (reported at the
+        next flush). The caller holds the send and document locks.
+        '''
+        out: list[Message[Any]] = []
+        too_big: list[MessageTooBig] = []
+        for message in messages:
+            if message.msgtype != "PATCH-DOC" or part_of(message) is not None:
+                out.append(message)
+                continue
+            fitted = split_patch(message, self._limit, self._describe, self._url)
+            if fitted is None:
+                out.append(message)
+                continue
+            out.extend(fitted.messages)
+            too_big.extend(fitted.too_big)
+            for split in fitted.splits:
+                log.debug("sending %s in %d parts", split.what, len(split.messages))
+        if too_big:
+            with self.outbox_mutex:
+                self._errors.extend(too_big)
+            for error in too_big:
+                log.error("a change was not sent: %s", error)
+        return out
+
+    def _describe(self, model_id: str, type_name: str | None) -> str:
+        ''' A model of the session's document, for errors. '''
+        return describe_in(self._document(), model_id, type_name)
 
     def track(self, future: Future[Any], message: Message[Any]) -> None:
         ''' The PATCH-DOC ``message`` was written: ``future`` resolves with the server's reply. '''
         with self.outbox_mutex:
             self._unacked[future] = message
+            part = part_of(message)
+            if part is not None:
+                part[0].written += 1
+
+    def owned_by_call(self, future: Future[Any]) -> bool:
+        ''' Whether a tracked PATCH-DOC is a part of a push, whose call
+        reports its failure (ask before :meth:`settled`).
+        '''
+        with self.outbox_mutex:
+            message = self._unacked.get(future)
+        part = part_of(message) if message is not None else None
+        return part is not None and part[0].by_call
 
     def settled(self, future: Future[Any]) -> bool:
         ''' A tracked PATCH-DOC was answered (or failed).
@@ -195,16 +291,33 @@ class Outbox:
             bool : whether queued changes may go now
         '''
         error = future.exception()
+        finished: Split | None = None
         with self.outbox_mutex:
             message = self._unacked.pop(future, None)
-            if isinstance(error, ServerError):
-                self._errors.append(error)
-            elif error is not None:
-                self._unconfirmed += len(message.content["events"]) if message is not None else 1
-                self._set_cause(error if isinstance(error, BokehSyncError) else ConnectionLost(repr(error), self._url))
+            part = part_of(message) if message is not None else None
+            report = error
+            if part is not None:
+                split, index = part
+                first_failure = split.settled(index, error)
+                if split.complete or first_failure:
+                    finished = split
+                if split.by_call or not first_failure:
+                    report = None  # the push reports it; or the split failed already
+                elif isinstance(error, ServerError):
+                    self._rejected_parts[id(error)] = split
+                else:
+                    self._partial.append(split)
+            if isinstance(report, ServerError):
+                self._errors.append(report)
+            elif report is not None:
+                self._unconfirmed += 1 if part is not None or message is None else len(message.content["events"])
+                self._set_cause(report if isinstance(report, BokehSyncError)
+                                else ConnectionLost(repr(report), self._url))
             may_send = error is None and bool(self._queue)
-        if isinstance(error, ServerError):
-            log.error("the server at %s rejected a document patch: %s", self._url, error.text)
+        if finished is not None:
+            _resolve(finished)
+        if isinstance(report, ServerError):
+            log.error("the server at %s rejected a document patch: %s", self._url, report.text)
         return may_send
 
     # flush() -----------------------------------------------------------------
@@ -233,12 +346,19 @@ class Outbox:
             errors, self._errors = self._errors, []
             unsent, unconfirmed, cause = self._unsent, self._unconfirmed, self._cause
             self._unsent = self._unconfirmed = 0
+            partial, self._partial = self._partial, []
+            rejected, self._rejected_parts = self._rejected_parts, {}
+            reports = {key: split.report() for key, split in rejected.items()}
+            partial_reports = [split.report() for split in partial]
+        errors = [error.rephrased(f"{error.message}; {reports[id(error)]}") if id(error) in reports else error
+                  for error in errors]
         if unsent or unconfirmed:
             parts = ([f"{unconfirmed} sent but never acknowledged"] if unconfirmed else []) \
                 + ([f"{unsent} not sent"] if unsent else [])
             why = cause.message if cause is not None else "the connection is closed"
+            told = "".join(f"; {report}" for report in partial_reports)
             lost = ConnectionLost(f"{unsent + unconfirmed} document change(s) may not be on the server "
-                                  f"({', '.join(parts)}): {why}", self._url, unsent=unsent,
+                                  f"({', '.join(parts)}): {why}{told}", self._url, unsent=unsent,
                                   unacknowledged=unconfirmed)
             lost.__cause__ = cause
             errors.append(lost)
@@ -297,13 +417,20 @@ class Outbox:
                 return
             self._unsent += self._offline_changes  # made while reconnecting, which gave up
             self._offline_changes = 0
+            failed: list[Split] = []
             for item in self._queue:
                 if isinstance(item, _Events):
                     self._unsent += len(item)
+                elif (part := part_of(item)) is not None:
+                    # A push's part: its call reports it.
+                    if part[0].settled(part[1], cause or ConnectionLost("the connection is closed", self._url)):
+                        failed.append(part[0])
                 elif item.msgtype == "PATCH-DOC":
                     self._unsent += len(item.content["events"])
             self._queue.clear()
             self._requests_queued = False
+        for split in failed:
+            _resolve(split)
 
     def take_offline_changes(self) -> int:
         ''' How many changes were made while reconnecting; resets the count. '''
@@ -320,3 +447,15 @@ class Outbox:
             self._unacked.clear()
             self._unsent = self._unconfirmed = 0
             self._cause = None
+            self._partial = []
+
+
+def _resolve(split: Split) -> None:
+    ''' Resolve the future of a split that completed or failed (holding no lock). '''
+    try:
+        if split.failure is not None:
+            split.future.set_exception(split.failure)
+        elif split.complete:
+            split.future.set_result(None)
+    except InvalidStateError:
+        pass  # resolved by another thread already

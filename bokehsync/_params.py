@@ -58,6 +58,13 @@ SESSION_OPTIONS: dict[str, str] = {
     again (the server's state wins), a pushed one pushes again (its state
     wins); see :doc:`reliability` (default: None, no reconnecting, as
     bokeh.client)""",
+    "server_max_message_size": """server_max_message_size (int, optional) : the largest websocket message
+    the server accepts, in bytes: its ``--websocket-max-message-size`` (the
+    server does not announce it). Documents and changes larger than one
+    message allows go as several messages each under it; a single value over
+    it (one image, one string) raises ``MessageTooBig`` before anything of it
+    is sent. Not ``max_message_size``, which is the largest message this
+    client accepts (default: 20 MiB, the Bokeh server's default)""",
 }
 
 

@@ -153,18 +153,26 @@ class Sender:
         while True:
             with self._document_lock:
                 messages = self._outbox.take(force)
+                # Tracked before the document lock is released: the reader
+                # applies server changes holding it, and must find every change
+                # of ours either queued or tracked (Outbox.pending), never in
+                # between (a change cut in parts is many messages).
+                self._track(messages)
             if not messages:
                 return
             self._write(messages, deadline)
 
-    def _write(self, messages: list[Message[Any]], deadline: Deadline) -> None:
-        ''' Write ``messages`` in order, tracking each PATCH-DOC until its reply. '''
-        assert self.send_lock.locked()
+    def _track(self, messages: list[Message[Any]]) -> None:
+        ''' Register each PATCH-DOC's reply and track it until then (holding the document lock). '''
         for message in messages:
             if message.msgtype == 'PATCH-DOC':
                 future = self.pending.add(message.header["msgid"])
                 self._outbox.track(future, message)
                 future.add_done_callback(self._patch_done)
+
+    def _write(self, messages: list[Message[Any]], deadline: Deadline) -> None:
+        ''' Write ``messages`` (tracked already) in order. '''
+        assert self.send_lock.locked()
         transport = self.transport
         try:
             if transport is None:
@@ -180,10 +188,13 @@ class Sender:
         ''' A PATCH-DOC was answered: runs in the thread that resolved it
         (usually the reader). An acknowledgement may open the window.
         '''
+        # A rejected part of a push is the push's to report; resynchronising
+        # would bring the pushed document to the server's partial state.
+        owned = self._outbox.owned_by_call(future)
         if self._outbox.settled(future):
             self.send_queued()
         error = future.exception()
-        if isinstance(error, ServerError):
+        if isinstance(error, ServerError) and not owned:
             self._on_rejected(error)
 
     # Control frames ----------------------------------------------------------

@@ -115,14 +115,15 @@ def merge_patches(patches: list[Message[Any]]) -> Message[Any]:
 def merge_runs(messages: list[Message[Any]], limit: int = PATCH_BYTES) -> list[Message[Any]]:
     ''' ``messages`` with each run of neighbouring PATCH-DOCs merged into as
     few as fit ``limit`` bytes each and ``_events.Grouping`` allows; other
-    messages stay where they are.
+    messages, and the parts of a change cut for the server's limit
+    (``_split``), stay as they are, where they are.
     '''
     out: list[Message[Any]] = []
     run: list[Message[Any]] = []
     size = 0
     grouping = Grouping()
     for message in messages:
-        if message.msgtype == "PATCH-DOC":
+        if message.msgtype == "PATCH-DOC" and getattr(message, "_bokehsync_part", None) is None:
             n = patch_bytes(message)
             risks = [risk_of_rep(rep) for rep in message.content["events"]]
             if run and (size + n > limit or not grouping.admits_all(risks)):
@@ -157,6 +158,10 @@ def encode_messages(messages: list[Message[Any]]) -> Iterator[bytes | bytearray]
     for message in messages:
         parts = [(_frames.OP_TEXT, f.encode("utf-8")) if isinstance(f, str) else (_frames.OP_BINARY, f)
                  for f in fragments(message)]
+        if getattr(message, "_bokehsync_part", None) is not None:
+            # A part of a change cut for the server's limit: its JSON (a list
+            # column's rows) is not kept while it waits for its OK.
+            message._content_json = None
         progress: Progress | None = getattr(message, "_bokehsync_progress", None)
         if progress is not None:
             if small:

@@ -28,10 +28,12 @@ from ._handshake import HandshakeOptions
 from ._hooks import Hooks
 from ._link import Link
 from ._loop import LoopThread
+from ._push import push_document
 from ._reconnect import Reconnect, as_policy
 from ._requests import Requests
 from ._resync import Resync
 from ._sender import Sender
+from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE, check_limit
 from ._wire import PROTOCOL, Progress, report_progress
 from .exceptions import BokehSyncError, ReplyTimeout
 from .states import DISCONNECTED, ErrorReason
@@ -83,9 +85,13 @@ class ClientConnection:
         sync (DocumentSync, optional) : the session's document side (default:
             a new one, with ``session`` as the setter of server changes)
         hooks (Hooks, optional) : the session's disconnect/reconnect callbacks
+        server_max_message_size (int, optional) : the largest websocket message
+            the server accepts, in bytes (its ``--websocket-max-message-size``);
+            larger changes and pushes go in parts (default: 20 MiB)
 
     Raises:
-        ValueError: a timeout that is not a positive number of seconds
+        ValueError: a timeout that is not a positive number of seconds, or a
+            ``server_max_message_size`` under 64 KiB
     '''
 
     def __init__(self, session: Any, websocket_url: str, io_loop: IOLoop | None = None,
@@ -93,11 +99,12 @@ class ClientConnection:
             timeout: float = DEFAULT_TIMEOUT, ping_interval: float | None = DEFAULT_PING_INTERVAL,
             ping_timeout: float = DEFAULT_PING_TIMEOUT, reconnect: Reconnect | bool | int | None = None,
             handshake: HandshakeOptions | None = None, sync: DocumentSync | None = None,
-            hooks: Hooks | None = None) -> None:
+            hooks: Hooks | None = None, server_max_message_size: int = DEFAULT_SERVER_MAX_MESSAGE_SIZE) -> None:
         self._session = session
         self._url = websocket_url
         name = f"{str(session.id)[:8]}"
         timeout = check_timeout(timeout)
+        self._server_max_message_size = check_limit(server_max_message_size)
         handshake = handshake or HandshakeOptions(websocket_url)
         self._sync = sync or DocumentSync(session, LoopThread(f"bokehsync-ioloop-{name}", io_loop), websocket_url)
         self._hooks = hooks or Hooks(session)
@@ -117,6 +124,7 @@ class ClientConnection:
         self._server_info: dict[str, Any] | None = None
         self._resync = Resync(self._sync, self._requests, self._link, self._hooks, websocket_url)
         self._sync.resync = self._resync.soon
+        self._sync.outbox.configure(self._server_max_message_size, document=lambda: self._sync.document)
         _process.track(self._close_at_exit, self._link.after_fork)
 
     # Properties --------------------------------------------------------------
@@ -340,7 +348,8 @@ class ClientConnection:
         falls between the snapshot and the listening. The server answers by
         replacing its document and broadcasting the replacement, to this
         connection too, before its OK: those PATCH-DOCs describe what was
-        sent, and are dropped.
+        sent, and are dropped. A document over the server's message limit
+        goes in parts (``_push``), all acknowledged before this returns.
 
         Args:
             document (Document) : what to push
@@ -352,21 +361,15 @@ class ClientConnection:
             Message : the server's OK reply
 
         Raises:
+            MessageTooBig: a single value over the server's limit; nothing was sent
             ServerError: the server answered with an ERROR (its ``text`` and ``traceback``)
             ConnectionLost: the connection is closed, or died before the reply
             ReplyTimeout: no reply within ``timeout``
         '''
         what = "push the document"
         deadline = self._requests.begin(what, timeout)
-        sync = self._sync
-        with sync.lock:
-            message = PROTOCOL.create('PUSH-DOC', document)
-            if progress is not None:
-                message._bokehsync_progress = progress  # type: ignore[attr-defined]
-            if sync.document is None:
-                sync.attach(document)
-            future = self._requests.submit(message, drops_patches=True)
-        return self._requests.wait_reply(message, future, deadline, what)  # type: ignore[no-any-return]
+        return push_document(self._requests, self._sync, document, limit=self._server_max_message_size,
+                             deadline=deadline, what=what, url=self._url, progress=progress)
 
     def request_server_info(self, *, timeout: float | None = None) -> dict[str, Any]:
         ''' Ask the server for its version information (cached).

@@ -11,6 +11,7 @@ in the same situation, so ``except OSError`` / ``except RuntimeError`` /
     │   └── ConnectionRejected(ConnectionFailed)       the server closed right after the upgrade
     ├── ConnectionLost(BokehSyncError, RuntimeError)   an open connection died, or is closed
     ├── ServerError(BokehSyncError, RuntimeError)      the server answered a request with ERROR
+    ├── MessageTooBig(BokehSyncError, RuntimeError)    one value is over the server's message limit
     ├── ProtocolViolation(BokehSyncError, RuntimeError) the server sent what the protocol forbids
     ├── ReplyTimeout(BokehSyncError, TimeoutError)     no reply within the timeout
     ├── UnknownModelType(BokehSyncError, DeserializationError)
@@ -34,6 +35,7 @@ __all__ = (
     'ConnectionFailed',
     'ConnectionLost',
     'ConnectionRejected',
+    'MessageTooBig',
     'ProtocolViolation',
     'ReplyTimeout',
     'ServerError',
@@ -136,6 +138,29 @@ class ServerError(BokehSyncError, RuntimeError):
     traceback: str | None = None
     #: The msgid of the request (or PATCH-DOC) it answered.
     reqid: str | None = None
+
+
+class MessageTooBig(BokehSyncError, RuntimeError):
+    ''' A change or push holds a single value that cannot be sent in parts
+    (one 2-D image, one string, a multi-dimensional array column...) and is
+    larger than the server accepts in one websocket message
+    (``server_max_message_size``, the server's ``--websocket-max-message-size``,
+    20 MiB by default). Raised before anything of that change was sent; the
+    connection stays open. Everything else too big for one message is sent
+    in parts. (bokeh.client raises ``RuntimeError("Connection to server was
+    lost")`` here: the server closes the connection.)
+    '''
+
+    #: The model holding the value, e.g. ``ColumnDataSource(id='p1001')``.
+    model: str = ""
+    #: The property, e.g. ``data`` or ``text``.
+    attr: str = ""
+    #: The column, for a value in a data source's column (else None).
+    column: str | None = None
+    #: The value's size in bytes.
+    size: int = 0
+    #: The server's limit it is over, in bytes.
+    limit: int = 0
 
 
 class ProtocolViolation(BokehSyncError, RuntimeError):

@@ -51,8 +51,17 @@ class _Link:
             t.start()
 
     def _send(self, dst: socket.socket, direction: str, data: bytes) -> None:
+        ''' All of ``data``. The sockets time out after ``_POLL`` (for the
+        switches), so a peer busy for longer than that (a server handling a
+        large message) must not end the pump: a timed-out send is retried.
+        '''
         with self.send_mutex[direction]:
-            dst.sendall(data)
+            view = memoryview(data)
+            while view and not self.closed:
+                try:
+                    view = view[dst.send(view):]
+                except TimeoutError:
+                    continue
 
     def _pump(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
         proxy = self.proxy

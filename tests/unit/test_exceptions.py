@@ -12,6 +12,7 @@ from bokehsync import (
     ConnectionFailed,
     ConnectionLost,
     ConnectionRejected,
+    MessageTooBig,
     ProtocolViolation,
     ReplyTimeout,
     ServerError,
@@ -36,6 +37,8 @@ EXAMPLES = [
                      type_name="panel.models.layout.Column", module="panel.models.layout",
                      type_names=("panel.models.layout.Column",)),
     ConnectionLost("3 document change(s) may not be on the server", URL, unsent=2, unacknowledged=1),
+    MessageTooBig("a value of 33554432 bytes is over the server's limit", URL, model="ColumnDataSource(id='p1')",
+                  attr="data", column="image", size=33554432, limit=20971520),
     ConnectionFailed("connection refused", None),
 ]
 
@@ -43,11 +46,11 @@ EXAMPLES = [
 BUILTINS = {
     ConnectionFailed: OSError, ConnectionRejected: OSError, ConnectionLost: RuntimeError,
     ServerError: RuntimeError, ProtocolViolation: RuntimeError, ReplyTimeout: TimeoutError,
-    WrongProcess: RuntimeError, UnknownModelType: ValueError,
+    WrongProcess: RuntimeError, UnknownModelType: ValueError, MessageTooBig: RuntimeError,
 }
 
 CONTEXT = ("status", "close_code", "close_reason", "text", "traceback", "reqid", "msgid", "timeout", "type_name",
-           "module", "type_names", "unsent", "unacknowledged")
+           "module", "type_names", "unsent", "unacknowledged", "model", "attr", "column", "size", "limit")
 
 
 def test_every_public_class_is_covered():

@@ -96,7 +96,9 @@ def test_protocol_violations_are_named(data, what):
     (b"\x02\x00\x81\x00", "new message before the previous one ended"),
     (bytes([0x81, 2]) + b"\xff\xfe", "text message is not valid UTF-8"),
     (b"\x82\x7f" + struct.pack("!Q", 1 << 63), "frame length has its top bit set"),
-    (b"\x82\x7f" + struct.pack("!Q", 1001), "message of at least 1001 bytes exceeds max_message_size=1000"),
+    (b"\x82\x7f" + struct.pack("!Q", 1001), "message of at least 1001 bytes exceeds max_message_size=1000, the "
+     "largest message this client accepts: pass a larger max_message_size= to pull_session(), push_session() "
+     "or ClientSession()"),
     (b"\x88\x01\x03", "close frame with a one-byte payload"),
     (b"\x88\x00!", "data after the close frame"),
 ])
