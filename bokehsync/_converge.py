@@ -133,6 +133,12 @@ class Pending:
         else:
             touch.replaced = True  # an unknown kind: assume the worst
 
+    def add_stream(self, model_id: str, attr: str, rows: int, rollover: int | None) -> None:
+        ''' Count streams not serialized yet (``_coalesce.QueuedStream``). '''
+        touch = self._touch((model_id, attr))
+        touch.rollovers.add(rollover)
+        touch.rows += rows
+
     def add_event(self, kind: str, model_id: str | None, attr: str | None) -> None:
         ''' Count a change not serialized yet (a property set, title or root change). '''
         if kind == "TitleChanged":

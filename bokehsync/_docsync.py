@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from bokeh.core.serialization import DeserializationError, Serialized
+from bokeh.document.events import ColumnsStreamedEvent
 
 from ._converge import Pending
 from ._crossing import apply_crossing
@@ -173,12 +174,17 @@ class DocumentSync:
         ''' Queue change events, in order (holding :attr:`lock`).
 
         Light events are queued as they are and serialized when sent, so a
-        burst costs one serialization. Column events (and any large change)
-        are serialized now, together with the light ones queued before them:
-        such an event keeps the column's old and new values alive until it
-        is serialized, which for numpy columns is a full copy per event.
+        burst costs one serialization. A stream queues a copy of its new rows,
+        merged with the streams to the same source that wait with it. Other
+        column events (and any large change) are serialized now, together with
+        the light ones queued before them: such an event keeps the column's
+        old and new values alive until it is serialized, which for numpy
+        columns is a full copy per event.
         '''
-        if any(is_heavy(event) for event in events):
+        if len(events) == 1 and isinstance(events[0], ColumnsStreamedEvent):
+            # Its new rows only, merged with the streams that wait with it (_coalesce).
+            self.outbox.add_stream(events[0])
+        elif any(is_heavy(event) for event in events):
             run = self.outbox.take_events() + events
             self.outbox.add_patches(self.serialize(run))
         else:

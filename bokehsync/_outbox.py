@@ -47,8 +47,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from bokeh.document.events import ColumnsStreamedEvent
 from bokeh.protocol.message import Message
 
+from ._coalesce import QueuedStream
 from ._converge import Pending
 from ._events import PATCH_BYTES
 from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of, split_patch
@@ -113,7 +115,7 @@ class Outbox:
         where the parent's queue and acknowledgements are not ours).
         '''
         self.outbox_mutex = threading.Lock()
-        self._queue: deque[Message[Any] | _Events] = deque()
+        self._queue: deque[Message[Any] | _Events | QueuedStream] = deque()
         self._unacked: dict[Future[Any], Message[Any]] = {}
         self._errors: list[BokehSyncError] = []
         self._requests_queued = False
@@ -152,6 +154,21 @@ class Outbox:
             else:
                 self._queue.append(_Events(events))
 
+    def add_stream(self, event: ColumnsStreamedEvent) -> None:
+        ''' Queue a stream, merged with the stream queued last if it goes to the
+        same source with the same columns and rollover (``_coalesce``). The
+        caller holds the document lock.
+        '''
+        with self.outbox_mutex:
+            if not self._online:
+                self._count_offline(1)
+                return
+            last = self._queue[-1] if self._queue else None
+            if isinstance(last, QueuedStream) and last.accepts(event):
+                last.add(event)
+            else:
+                self._queue.append(QueuedStream(event))
+
     def take_events(self) -> list[Any]:
         ''' Remove and return the change events queued last and not yet
         serialized (the caller holds the document lock and serializes them
@@ -188,7 +205,7 @@ class Outbox:
         ''' Drop the parts of ``split`` not written yet (its call failed). '''
         with self.outbox_mutex:
             kept = [item for item in self._queue
-                    if isinstance(item, _Events) or (part_of(item) or (None,))[0] is not split]
+                    if isinstance(item, (_Events, QueuedStream)) or (part_of(item) or (None,))[0] is not split]
             self._queue = deque(kept)
 
     def add_request(self, message: Message[Any]) -> None:
@@ -233,6 +250,8 @@ class Outbox:
         for item in batch:
             if isinstance(item, _Events):
                 messages.extend(self._serialize(item))
+            elif isinstance(item, QueuedStream):
+                messages.extend(self._serialize([item.event()]))
             else:
                 messages.append(item)
         return merge_runs(self._fit(messages), limit=min(PATCH_BYTES, budget_of(self._limit)))
@@ -376,9 +395,11 @@ class Outbox:
         '''
         pending = Pending()
         with self.outbox_mutex:
-            items: list[Message[Any] | _Events] = [*self._unacked.values(), *self._queue]
+            items: list[Message[Any] | _Events | QueuedStream] = [*self._unacked.values(), *self._queue]
         for item in items:
-            if isinstance(item, _Events):
+            if isinstance(item, QueuedStream):
+                pending.add_stream(item.model.id, item.attr, item.rows, item.rollover)
+            elif isinstance(item, _Events):
                 for event in item:
                     model = getattr(event, "model", None)
                     pending.add_event(event.kind, model.id if model is not None else None,
@@ -421,6 +442,8 @@ class Outbox:
             for item in self._queue:
                 if isinstance(item, _Events):
                     self._unsent += len(item)
+                elif isinstance(item, QueuedStream):
+                    self._unsent += item.count
                 elif (part := part_of(item)) is not None:
                     # A push's part: its call reports it.
                     if part[0].settled(part[1], cause or ConnectionLost("the connection is closed", self._url)):
