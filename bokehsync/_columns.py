@@ -64,10 +64,12 @@ class Unsplittable(Exception):
         self.column = column
 
 
-def json_bound(value: Any) -> int:
+def json_bound(value: Any, inline: bool = False) -> int:
     ''' An upper bound of the length of ``value``'s JSON as bokeh writes it
     (compact separators, ASCII), exact except for numbers, which count as
-    their longest form. Buffers count as their reference ``{"id": ...}``.
+    their longest form. Buffers count as their reference ``{"id": ...}``,
+    or with ``inline`` as base64 text (how bokeh < 3.9 writes the arrays of a
+    PUSH-DOC, which carries no buffers; gzip only makes that shorter).
     '''
     t = type(value)
     if t is float or t is int:
@@ -85,15 +87,18 @@ def json_bound(value: Any) -> int:
             return 1 + n * _NUMBER
         if types == _STR:
             return 1 + n + sum(map(len, map(_encode_str, value)))
-        return 1 + n + sum(map(json_bound, value))
+        return 1 + n + sum(json_bound(item, inline) for item in value)
     if t is dict:
         if not value:
             return 2
-        return 1 + sum(json_bound(k) + json_bound(v) + 2 for k, v in value.items())
+        return 1 + sum(json_bound(k) + json_bound(v, inline) + 2 for k, v in value.items())
     if isinstance(value, Buffer):
+        if inline:
+            n = memoryview(value.data).nbytes
+            return 4 * ((n + n // 64 + 64) // 3 + 1) + 2  # base64 of gzip's worst case, quoted
         return 9 + len(_encode_str(str(value.id)))
     if isinstance(value, dict):  # TypedDict reps are plain dicts; other mappings, to be safe
-        return json_bound(dict(value))
+        return json_bound(dict(value), inline)
     from bokeh.core.json_encoder import serialize_json
     return len(serialize_json(value))
 

@@ -71,6 +71,13 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                 if _transform(action, event, touch, setter):
                     continue
                 action = Action.RESYNC
+            if action is Action.RESYNC and touch is not None and _keep_ours_last(event, touch, setter):
+                # Applied with our pending rows kept last, as on the server
+                # (a resync keeps a source's last rows as ours); resync for the rest.
+                if not reasons:
+                    reasons.append(f"a server {kind} crossed changes of ours to the same source, and no "
+                                   "local rule gives the server's result")
+                continue
             DocumentPatchedEvent.handle_event(doc, event, setter)
             if action is Action.RESYNC and not reasons:
                 reasons.append(f"a server {kind} crossed a change of ours to the same property, and no "
@@ -81,6 +88,24 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
         reasons.append("a server change removed models while changes of ours were on their way (the "
                        "server drops a change that names a removed model)")
     return reasons[0] if reasons else None
+
+def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:
+    ''' A server stream or data replacement that no rule gives exactly (our
+    pending patches cross it), to a source we have pending streams to: apply it
+    as if they did not, with our pending rows after its rows (a naive apply
+    would put them before, or drop them).
+
+    Returns:
+        bool : whether it applied (False: apply it as it is)
+    '''
+    if not touch.streams or not touch.exact or touch.columns or touch.replaced or len(touch.rollovers) != 1:
+        return False
+    kind = event.get("kind")
+    if kind == "ColumnsStreamed":
+        return _transform(Action.REORDER, event, touch, setter)
+    if kind in ("ModelChanged", "ColumnDataChanged") and event.get("cols") is None:
+        return _transform(Action.REAPPEND, event, touch, setter)
+    return False
 
 def _transform(action: Action, event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     ''' Apply a server stream (REORDER) or data replacement (REAPPEND) so

@@ -46,7 +46,7 @@ from bokeh.protocol.message import Message
 from bokeh.protocol.messages.patch_doc import patch_doc
 
 from ._columns import Column, Unsplittable, boundaries, buffers_in, json_bound
-from ._compat import add_buffers
+from ._compat import DOC_MESSAGES_HAVE_BUFFERS, add_buffers
 from ._wire import fragments
 from .exceptions import MessageTooBig
 
@@ -290,7 +290,10 @@ def split_push(message: Message[Any], limit: int, describe: Describe = default_d
     '''
     cutter = _Cutter(limit, describe, url)
     content = message.content
-    if json_bound(content) <= cutter.budget and all(_nbytes(b) <= cutter.budget for b in message.buffers):
+    # bokeh < 3.9 writes a PUSH-DOC's arrays into its JSON as base64 (and
+    # its server reads no buffers from a PUSH-DOC): they count as JSON there.
+    inline = not DOC_MESSAGES_HAVE_BUFFERS
+    if json_bound(content, inline) <= cutter.budget and all(_nbytes(b) <= cutter.budget for b in message.buffers):
         return None
     split = Split("the document", limit, by_call=True)
     doc = content.get("doc")
@@ -298,11 +301,12 @@ def split_push(message: Message[Any], limit: int, describe: Describe = default_d
     if isinstance(doc, dict) and isinstance(doc.get("roots"), list) and not doc.get("callbacks"):
         events = [{"kind": "RootAdded", "model": root} for root in doc["roots"]]
         doc["roots"] = []
-    streams = cutter.empty_sources(content, "the document")
+    streams = cutter.empty_sources(content, "the document", inline)
     for event in events:
         streams.extend(cutter.empty_sources(event, "the document"))
     first = type(message)(message.create_header(), {}, content)
-    add_buffers(first, list(buffers_in(content)))
+    if not inline:
+        add_buffers(first, list(buffers_in(content)))
     split.add(first)
     run: list[Any] = []
     size = 12
@@ -569,9 +573,10 @@ class _Cutter:
         self.add_streams(split, streams)
         return split
 
-    def empty_sources(self, content: Any, what: str) -> list[_Source]:
+    def empty_sources(self, content: Any, what: str, inline: bool = False) -> list[_Source]:
         ''' Empty, in ``content``, the data of as many sources as it takes
         (largest first) for ``content`` to fit a message; their rows to stream.
+        With ``inline``, buffers are written into the JSON (see :func:`json_bound`).
 
         Raises:
             MessageTooBig: a source cannot be cut, or ``content`` is too big
@@ -580,9 +585,9 @@ class _Cutter:
         found = []
         for obj in _sources(content):
             data = obj["attributes"]["data"]
-            biggest = max((_nbytes(b) for b in buffers_in(data)), default=0)
-            found.append((obj, data, json_bound(data), biggest))
-        total = json_bound(content)
+            biggest = 0 if inline else max((_nbytes(b) for b in buffers_in(data)), default=0)
+            found.append((obj, data, json_bound(data, inline), biggest))
+        total = json_bound(content, inline)
         # Sources with a buffer over the limit must go in parts; then the
         # largest others, until the rest fits.
         must = [f for f in found if f[3] > self.budget]
@@ -595,13 +600,13 @@ class _Cutter:
             columns, rows = self._columns(data, model)
             empty = _map([(c.name, c.empty()) for c in columns])
             obj["attributes"]["data"] = empty
-            total += json_bound(empty) - size
+            total += json_bound(empty, inline) - size
             out.append(_Source({"id": obj.get("id")}, model, columns, rows))
         if total > self.budget - 1024:
-            exact = len(serialize_json(content))
+            exact = len(serialize_json(content))  # buffers inline, as a PUSH-DOC of bokeh < 3.9
             if exact > self.budget:
                 raise self.graph_too_big(content, exact)
-        biggest = max((_nbytes(b) for b in buffers_in(content)), default=0)
+        biggest = 0 if inline else max((_nbytes(b) for b in buffers_in(content)), default=0)
         if biggest > self.budget:
             raise self.graph_too_big(content, biggest)
         return out
