@@ -26,8 +26,8 @@ from ._hooks import Hooks
 from ._legacy import BokehClientHooks
 from ._loop import LoopThread
 from ._params import shared_args
+from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE
 from ._reconnect import Reconnect
-from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE
 from ._wire import Progress
 from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import ConnectionFailed, UnknownModelType

@@ -13,8 +13,8 @@ from bokeh.resources import SessionCoordinates
 from ._client import ClientSession
 from ._handshake import DEFAULT_TOKEN_EXPIRATION
 from ._params import shared_args
+from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE
 from ._reconnect import Reconnect
-from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE
 from ._wire import Progress
 from .connection import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT
 

@@ -53,7 +53,8 @@ from bokeh.protocol.message import Message
 from ._coalesce import QueuedStream
 from ._converge import Pending
 from ._events import PATCH_BYTES
-from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of, split_patch
+from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of
+from ._split import split_patch
 from ._wire import merge_runs
 from .exceptions import BokehSyncError, ConnectionLost, MessageTooBig, ServerError
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._compat import FutureTimeout
-from ._split import Split, attach_progress, describe_in, split_push
+from ._parts import Split, attach_progress, describe_in
+from ._split import split_push
 from ._wire import PROTOCOL, Progress
 from .exceptions import BokehSyncError, ConnectionLost, ProtocolViolation, ReplyTimeout, ServerError
 

@@ -28,12 +28,12 @@ from ._handshake import HandshakeOptions
 from ._hooks import Hooks
 from ._link import Link
 from ._loop import LoopThread
+from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE, check_limit
 from ._push import push_document
 from ._reconnect import Reconnect, as_policy
 from ._requests import Requests
 from ._resync import Resync
 from ._sender import Sender
-from ._split import DEFAULT_SERVER_MAX_MESSAGE_SIZE, check_limit
 from ._wire import PROTOCOL, Progress, report_progress
 from .exceptions import BokehSyncError, ReplyTimeout
 from .states import DISCONNECTED, ErrorReason

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from bokehsync import ConnectionLost, MessageTooBig, ServerError
 from bokehsync._compat import DOC_MESSAGES_HAVE_BUFFERS
 from bokehsync._outbox import Outbox
-from bokehsync._split import Split, budget_of, part_of, split_patch, split_push
+from bokehsync._parts import Split, budget_of, part_of
+from bokehsync._split import split_patch, split_push
 from bokehsync._wire import PROTOCOL, Assembler, fragments
 
 #: The smallest limit accepted: most changes below are several times larger.
