@@ -266,6 +266,32 @@ BREAKAGES = [
         "        self._connection.close(why, flush=flush, timeout=timeout)\n",
         ("tests/unit/test_call_shapes.py::test_close_default",
          "tests/unit/test_call_shapes.py::test_close_as_users_assert_it")),
+    # Issue 13: documents and changes of any size -------------------------------------
+    Breakage(
+        "push-not-split", "13: a push over the server's limit goes as one message",
+        "_split.py",
+        "    inline = not DOC_MESSAGES_HAVE_BUFFERS\n",
+        "    return None\n    inline = not DOC_MESSAGES_HAVE_BUFFERS\n",
+        ("tests/integration/test_split.py::test_a_push_over_the_limit_arrives_whole_with_progress_over_every_part",)),
+    Breakage(
+        "cut-stream-drops-rollover", "13: the parts of a cut stream lose its rollover",
+        "_cutter.py",
+        '        rollover = None if replace else rep.get("rollover")\n',
+        "        rollover = None\n",
+        ("tests/integration/test_split.py::test_a_change_over_the_limit_arrives_whole_everywhere[stream]",)),
+    # Issue 16: fewer, larger streams --------------------------------------------------
+    Breakage(
+        "coalesce-ignores-rollover", "16: streams with different rollovers merged into one",
+        "_coalesce.py",
+        "        return event.model is self.model and event.attr == self.attr and event.rollover == self.rollover \\\n",
+        "        return event.model is self.model and event.attr == self.attr \\\n",
+        ("tests/unit/test_coalesce.py::test_streams_that_differ_are_not_merged",)),
+    Breakage(
+        "coalesce-keeps-callers-rows", "16: a queued stream holds the caller's array, not a copy",
+        "_coalesce.py",
+        "    return np.array(rows, copy=True)\n",
+        "    return rows\n",
+        ("tests/unit/test_coalesce.py::test_the_callers_arrays_may_change_after_the_stream",)),
 ]
 
 
