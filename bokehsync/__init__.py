@@ -25,6 +25,7 @@ from . import _compat  # noqa: F401  (first: refuses an unsupported bokeh with a
 import bokeh.document  # noqa: F401
 
 # isort: split
+from ._ids import use_unique_ids
 from ._reconnect import Reconnect
 from .connection import DEFAULT_TIMEOUT, ClientConnection
 from .exceptions import (
@@ -41,6 +42,10 @@ from .exceptions import (
 )
 from .session import DEFAULT_SESSION_ID, ClientSession, pull_session, push_session, show_session
 from .states import ErrorReason
+
+# Models the program makes from now on get UUIDs, not the per-process counter
+# whose ids collide with the server's (_ids).
+use_unique_ids()
 
 __version__ = "0.1.0"
 

@@ -167,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kwargs", default="{}", help="JSON keyword arguments for Server")
     args = parser.parse_args(argv)
 
+    # Serve as ``bokeh serve`` does: importing bokehsync (this module's
+    # package) switched this process to UUID model ids (``_ids``); a real
+    # server counts simple ids, whose collisions with clients' are the case
+    # the clients must survive.
+    from bokeh.settings import settings
+    settings.simple_ids.unset_value()
+
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
     from bokeh.server.server import Server

@@ -279,6 +279,13 @@ BREAKAGES = [
         '        rollover = None if replace else rep.get("rollover")\n',
         "        rollover = None\n",
         ("tests/integration/test_split.py::test_a_change_over_the_limit_arrives_whole_everywhere[stream]",)),
+    Breakage(
+        "simple-model-ids", "12: models made here keep bokeh's per-process counter ids",
+        "_ids.py",
+        "        settings.simple_ids.set_value(False)\n",
+        "        pass\n",
+        ("tests/integration/test_ids.py::test_a_model_made_here_never_takes_the_id_of_a_model_from_the_server",
+         "tests/integration/test_ids.py::test_models_made_in_forked_workers_all_reach_the_shared_session")),
     # Issue 16: fewer, larger streams --------------------------------------------------
     Breakage(
         "coalesce-ignores-rollover", "16: streams with different rollovers merged into one",
