@@ -78,6 +78,16 @@ class Touch:
     def patches(self) -> bool:
         return bool(self.patched) or not self.patches_exact
 
+    def merge(self, other: Touch) -> None:
+        ''' Add what ``other`` counts (changes of the same key made elsewhere in the queue). '''
+        self.replaced |= other.replaced
+        self.columns |= other.columns
+        self.rows += other.rows
+        self.rollovers |= other.rollovers
+        self.patched |= other.patched
+        self.patches_exact &= other.patches_exact
+        self.exact &= other.exact
+
 
 class Pending:
     ''' What the changes not yet applied by the server touch, by key. '''
@@ -93,6 +103,11 @@ class Pending:
         if touch is None:
             touch = self.touches[key] = Touch()
         return touch
+
+    def merge(self, other: Pending) -> None:
+        ''' Add what ``other`` counts; ``other`` is left as it was. '''
+        for key, touch in other.touches.items():
+            self._touch(key).merge(touch)
 
     def add_rep(self, rep: Mapping[str, Any]) -> None:
         ''' Count an event as serialized in one of our PATCH-DOCs (its JSON). '''

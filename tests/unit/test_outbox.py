@@ -182,3 +182,38 @@ def test_merged_messages_stay_under_the_size_limit():
     for m in messages:
         assert len(m.content_json) + sum(memoryview(b.data).nbytes for b in m.buffers) <= PATCH_BYTES
     assert sum(len(json.loads(m.content_json)["events"]) for m in messages) == 7
+
+
+def test_pending_counts_each_change_once_however_often_it_is_asked(doc, monkeypatch):
+    ''' A server patch asks what our pending changes touch; with 3,000 changes waiting and 1,000
+    server patches, each change is counted once, not once per server patch (which made applying
+    10,000 server updates quadratic), and the answer follows changes queued and acknowledged. '''
+    from bokehsync import _converge
+    counted = {"events": 0, "reps": 0}
+    add_event, add_rep = _converge.Pending.add_event, _converge.Pending.add_rep
+
+    def counting_event(self, *args):
+        counted["events"] += 1
+        return add_event(self, *args)
+
+    def counting_rep(self, rep):
+        counted["reps"] += 1
+        return add_rep(self, rep)
+    monkeypatch.setattr(_converge.Pending, "add_event", counting_event)
+    monkeypatch.setattr(_converge.Pending, "add_rep", counting_rep)
+    _, r, rec = doc
+    outbox = online_outbox()
+    in_flight: Future[Any] = Future()
+    outbox.track(in_flight, _patch(r, rec, 1_000))
+    for value in range(3_000):
+        r.start = value + 1
+        outbox.add_events(rec.events[-1:])
+        if value % 3 == 0:
+            assert outbox.pending().touches[(r.id, "start")].replaced
+    for _ in range(1_000):
+        pending = outbox.pending()
+    assert pending.touches[(r.id, "start")].replaced and pending.touches[(r.id, "end")].replaced
+    assert counted == {"events": 3_000, "reps": 1_000}
+    in_flight.set_result(None)
+    assert outbox.settled(in_flight) is True
+    assert (r.id, "end") not in outbox.pending().touches
