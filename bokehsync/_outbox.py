@@ -53,10 +53,12 @@ from bokeh.protocol.message import Message
 from ._coalesce import QueuedStream
 from ._converge import Pending
 from ._events import PATCH_BYTES
+from ._ledger import Ledger
 from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of
-from ._split import split_patch
+from ._queued import Events, touches_of
+from ._split import fit_patches
 from ._wire import merge_runs
-from .exceptions import BokehSyncError, ConnectionLost, MessageTooBig, ServerError
+from .exceptions import BokehSyncError, ConnectionLost, ServerError
 
 __all__ = (
     'PATCH_WINDOW',
@@ -70,43 +72,6 @@ PATCH_WINDOW = 1
 
 #: Turns queued change events into PATCH-DOCs, oldest first (see ``_docsync``).
 Serializer = Callable[[list[Any]], list[Message[Any]]]
-
-
-class _Events(list):  # type: ignore[type-arg]
-    ''' A run of queued document change events, serialized when taken. '''
-
-    #: What the first ``counted`` events touch (``_touches``; events are only appended).
-    touches: Pending | None = None
-    counted: int = 0
-
-
-def _touches(item: Message[Any] | _Events | QueuedStream) -> Pending:
-    ''' What one queued or unacknowledged item touches, counted once per item
-    (for a run of events, once per event): a server patch asks for all of it
-    (``Outbox.pending``), and with thousands of our changes waiting, counting
-    them again per server patch made applying 10,000 server patches
-    quadratic.
-    '''
-    if isinstance(item, QueuedStream):
-        pending = Pending()
-        pending.add_stream(item.model.id, item.attr, item.rows, item.rollover)
-        return pending
-    if isinstance(item, _Events):
-        if item.touches is None:
-            item.touches = Pending()
-        for event in item[item.counted:]:
-            model = getattr(event, "model", None)
-            item.touches.add_event(event.kind, model.id if model is not None else None, getattr(event, "attr", None))
-        item.counted = len(item)
-        return item.touches
-    cached: Pending | None = getattr(item, "_bokehsync_touches", None)
-    if cached is None:
-        cached = Pending()
-        if item.msgtype == "PATCH-DOC":
-            for rep in item.content["events"]:
-                cached.add_rep(rep)
-        item._bokehsync_touches = cached  # type: ignore[attr-defined]
-    return cached
 
 
 class Outbox:
@@ -149,18 +114,12 @@ class Outbox:
         where the parent's queue and acknowledgements are not ours).
         '''
         self.outbox_mutex = threading.Lock()
-        self._queue: deque[Message[Any] | _Events | QueuedStream] = deque()
+        self._queue: deque[Message[Any] | Events | QueuedStream] = deque()
         self._unacked: dict[Future[Any], Message[Any]] = {}
-        self._errors: list[BokehSyncError] = []
+        self._ledger = Ledger(self._url)  # what the next flush reports
         self._requests_queued = False
         self._online = False
         self._reconnecting = False
-        self._offline_changes = 0
-        self._unsent = 0        # changes that could not be sent: the connection was gone
-        self._unconfirmed = 0   # changes written whose acknowledgement never came
-        self._cause: BokehSyncError | None = None
-        self._partial: list[Split] = []  # changes sent in parts that failed part way (for flush)
-        self._rejected_parts: dict[int, Split] = {}  # id(ServerError) -> the split of the part it rejected
 
     # Producers (any thread) --------------------------------------------------
 
@@ -183,10 +142,10 @@ class Outbox:
             if not self._online:
                 self._count_offline(len(events))
                 return
-            if self._queue and isinstance(self._queue[-1], _Events):
+            if self._queue and isinstance(self._queue[-1], Events):
                 self._queue[-1].extend(events)
             else:
-                self._queue.append(_Events(events))
+                self._queue.append(Events(events))
 
     def add_stream(self, event: ColumnsStreamedEvent) -> None:
         ''' Queue a stream, merged with the stream queued last if it goes to the
@@ -209,8 +168,8 @@ class Outbox:
         with what it queues next).
         '''
         with self.outbox_mutex:
-            if self._queue and isinstance(self._queue[-1], _Events):
-                return list(self._queue.pop())  # type: ignore[arg-type]  # an _Events, checked above
+            if self._queue and isinstance(self._queue[-1], Events):
+                return list(self._queue.pop())  # type: ignore[arg-type]  # an Events, checked above
         return []
 
     def add_patches(self, messages: list[Message[Any]]) -> None:
@@ -239,7 +198,7 @@ class Outbox:
         ''' Drop the parts of ``split`` not written yet (its call failed). '''
         with self.outbox_mutex:
             kept = [item for item in self._queue
-                    if isinstance(item, (_Events, QueuedStream)) or (part_of(item) or (None,))[0] is not split]
+                    if isinstance(item, (Events, QueuedStream)) or (part_of(item) or (None,))[0] is not split]
             self._queue = deque(kept)
 
     def add_request(self, message: Message[Any]) -> None:
@@ -251,9 +210,9 @@ class Outbox:
     def _count_offline(self, n: int) -> None:
         assert self.outbox_mutex.locked()
         if self._reconnecting:
-            self._offline_changes += n
+            self._ledger.offline_changes += n
         else:
-            self._unsent += n
+            self._ledger.unsent(n)
             log.debug("not connected: %d document change(s) for %s not sent", n, self._url)
 
     # The sender --------------------------------------------------------------
@@ -282,7 +241,7 @@ class Outbox:
             self._requests_queued = False
         messages: list[Message[Any]] = []
         for item in batch:
-            if isinstance(item, _Events):
+            if isinstance(item, Events):
                 messages.extend(self._serialize(item))
             elif isinstance(item, QueuedStream):
                 messages.extend(self._serialize([item.event()]))
@@ -291,27 +250,14 @@ class Outbox:
         return merge_runs(self._fit(messages), limit=min(PATCH_BYTES, budget_of(self._limit)))
 
     def _fit(self, messages: list[Message[Any]]) -> list[Message[Any]]:
-        ''' ``messages`` with every PATCH-DOC over the server's limit cut into
-        parts, and the changes that cannot be cut left out (reported at the
-        next flush). The caller holds the send and document locks.
+        ''' ``messages`` fitted to the server's limit (``_split.fit_patches``);
+        the changes that cannot be cut are reported at the next flush. The
+        caller holds the send and document locks.
         '''
-        out: list[Message[Any]] = []
-        too_big: list[MessageTooBig] = []
-        for message in messages:
-            if message.msgtype != "PATCH-DOC" or part_of(message) is not None:
-                out.append(message)
-                continue
-            fitted = split_patch(message, self._limit, self._describe, self._url)
-            if fitted is None:
-                out.append(message)
-                continue
-            out.extend(fitted.messages)
-            too_big.extend(fitted.too_big)
-            for split in fitted.splits:
-                log.debug("sending %s in %d parts", split.what, len(split.messages))
+        out, too_big = fit_patches(messages, self._limit, self._describe, self._url)
         if too_big:
             with self.outbox_mutex:
-                self._errors.extend(too_big)
+                self._ledger.errors.extend(too_big)
             for error in too_big:
                 log.error("a change was not sent: %s", error)
         return out
@@ -357,15 +303,14 @@ class Outbox:
                 if split.by_call or not first_failure:
                     report = None  # the push reports it; or the split failed already
                 elif isinstance(error, ServerError):
-                    self._rejected_parts[id(error)] = split
+                    self._ledger.rejected_part(error, split)
                 else:
-                    self._partial.append(split)
+                    self._ledger.failed_part(split)
             if isinstance(report, ServerError):
-                self._errors.append(report)
+                self._ledger.errors.append(report)
             elif report is not None:
-                self._unconfirmed += 1 if part is not None or message is None else len(message.content["events"])
-                self._set_cause(report if isinstance(report, BokehSyncError)
-                                else ConnectionLost(repr(report), self._url))
+                self._ledger.unconfirmed(
+                    1 if part is not None or message is None else len(message.content["events"]), report)
             may_send = error is None and bool(self._queue)
         if finished is not None:
             _resolve(finished)
@@ -388,7 +333,7 @@ class Outbox:
     def add_error(self, error: BokehSyncError) -> None:
         ''' Report ``error`` at the next flush. '''
         with self.outbox_mutex:
-            self._errors.append(error)
+            self._ledger.errors.append(error)
 
     def take_errors(self) -> list[BokehSyncError]:
         ''' The errors to report since the last call, oldest first: the server's
@@ -396,31 +341,8 @@ class Outbox:
         be on the server because the connection was lost.
         '''
         with self.outbox_mutex:
-            errors, self._errors = self._errors, []
-            unsent, unconfirmed, cause = self._unsent, self._unconfirmed, self._cause
-            self._unsent = self._unconfirmed = 0
-            partial, self._partial = self._partial, []
-            rejected, self._rejected_parts = self._rejected_parts, {}
-            reports = {key: split.report() for key, split in rejected.items()}
-            partial_reports = [split.report() for split in partial]
-        errors = [error.rephrased(f"{error.message}; {reports[id(error)]}") if id(error) in reports else error
-                  for error in errors]
-        if unsent or unconfirmed:
-            parts = ([f"{unconfirmed} sent but never acknowledged"] if unconfirmed else []) \
-                + ([f"{unsent} not sent"] if unsent else [])
-            why = cause.message if cause is not None else "the connection is closed"
-            told = "".join(f"; {report}" for report in partial_reports)
-            lost = ConnectionLost(f"{unsent + unconfirmed} document change(s) may not be on the server "
-                                  f"({', '.join(parts)}): {why}{told}", self._url, unsent=unsent,
-                                  unacknowledged=unconfirmed)
-            lost.__cause__ = cause
-            errors.append(lost)
-        return errors
-
-    def _set_cause(self, cause: BokehSyncError) -> None:
-        assert self.outbox_mutex.locked()
-        if self._cause is None:
-            self._cause = cause
+            errors, lost = self._ledger.take()
+        return errors if lost is None else [*errors, lost]
 
     def pending(self) -> Pending:
         ''' What our changes not yet applied by the server touch: those
@@ -429,9 +351,9 @@ class Outbox:
         '''
         pending = Pending()
         with self.outbox_mutex:
-            items: list[Message[Any] | _Events | QueuedStream] = [*self._unacked.values(), *self._queue]
+            items: list[Message[Any] | Events | QueuedStream] = [*self._unacked.values(), *self._queue]
         for item in items:
-            pending.merge(_touches(item))
+            pending.merge(touches_of(item))
         return pending
 
     def has_pending(self) -> bool:
@@ -445,7 +367,7 @@ class Outbox:
         with self.outbox_mutex:
             self._online = True
             self._reconnecting = False
-            self._cause = None
+            self._ledger.clear_cause()
 
     def offline(self, reconnecting: bool, cause: BokehSyncError | None = None) -> None:
         ''' The connection closed. While ``reconnecting``, changes are counted
@@ -458,23 +380,22 @@ class Outbox:
             self._online = False
             self._reconnecting = reconnecting
             if cause is not None:
-                self._set_cause(cause)
+                self._ledger.set_cause(cause)
             if reconnecting:
                 return
-            self._unsent += self._offline_changes  # made while reconnecting, which gave up
-            self._offline_changes = 0
+            self._ledger.gave_up()
             failed: list[Split] = []
             for item in self._queue:
-                if isinstance(item, _Events):
-                    self._unsent += len(item)
+                if isinstance(item, Events):
+                    self._ledger.unsent(len(item))
                 elif isinstance(item, QueuedStream):
-                    self._unsent += item.count
+                    self._ledger.unsent(item.count)
                 elif (part := part_of(item)) is not None:
                     # A push's part: its call reports it.
                     if part[0].settled(part[1], cause or ConnectionLost("the connection is closed", self._url)):
                         failed.append(part[0])
                 elif item.msgtype == "PATCH-DOC":
-                    self._unsent += len(item.content["events"])
+                    self._ledger.unsent(len(item.content["events"]))
             self._queue.clear()
             self._requests_queued = False
         for split in failed:
@@ -483,19 +404,15 @@ class Outbox:
     def take_offline_changes(self) -> int:
         ''' How many changes were made while reconnecting; resets the count. '''
         with self.outbox_mutex:
-            count, self._offline_changes = self._offline_changes, 0
-            return count
+            return self._ledger.take_offline_changes()
 
     def forget_lost(self) -> None:
         ''' Drop the errors and acknowledgements of patches lost with the old
         connection (a re-push supersedes them).
         '''
         with self.outbox_mutex:
-            self._errors = [e for e in self._errors if not isinstance(e, ConnectionLost)]
+            self._ledger.forget_lost()
             self._unacked.clear()
-            self._unsent = self._unconfirmed = 0
-            self._cause = None
-            self._partial = []
 
 
 def _resolve(split: Split) -> None:

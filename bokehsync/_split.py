@@ -34,6 +34,7 @@ the server has acknowledged.
 '''
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,14 @@ from bokeh.protocol.message import Message
 from ._columns import buffers_in, json_bound
 from ._compat import DOC_MESSAGES_HAVE_BUFFERS, add_buffers
 from ._cutter import Cutter, nbytes, patch_of
-from ._parts import Describe, Split, default_describe
+from ._parts import Describe, Split, default_describe, part_of
 from .exceptions import MessageTooBig
+
+log = logging.getLogger(__name__)
 
 __all__ = (
     'Fitted',
+    'fit_patches',
     'split_patch',
     'split_push',
 )
@@ -176,3 +180,26 @@ def split_push(message: Message[Any], limit: int, describe: Describe = default_d
         split.add(patch_of(run))
     cutter.add_streams(split, streams)
     return split
+
+
+def fit_patches(messages: list[Message[Any]], limit: int, describe: Describe = default_describe,
+        url: str | None = None) -> tuple[list[Message[Any]], list[MessageTooBig]]:
+    ''' ``messages`` with every PATCH-DOC over the server's ``limit`` cut into
+    parts (other messages, and parts already cut, as they are), and the
+    changes that could not be cut at all (left out).
+    '''
+    out: list[Message[Any]] = []
+    too_big: list[MessageTooBig] = []
+    for message in messages:
+        if message.msgtype != "PATCH-DOC" or part_of(message) is not None:
+            out.append(message)
+            continue
+        fitted = split_patch(message, limit, describe, url)
+        if fitted is None:
+            out.append(message)
+            continue
+        out.extend(fitted.messages)
+        too_big.extend(fitted.too_big)
+        for split in fitted.splits:
+            log.debug("sending %s in %d parts", split.what, len(split.messages))
+    return out, too_big

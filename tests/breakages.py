@@ -166,7 +166,7 @@ BREAKAGES = [
     Breakage(
         "rejected-patch-not-logged", "claim: a rejected patch is logged",
         "_outbox.py",
-        '            log.error("the server at %s rejected a document patch: %s", self._url, error.text)\n',
+        '            log.error("the server at %s rejected a document patch: %s", self._url, report.text)\n',
         "            pass\n",
         ("tests/integration/test_errors.py::test_rejected_patch_raises_at_flush_and_close",)),
     Breakage(
@@ -210,7 +210,7 @@ BREAKAGES = [
     Breakage(
         "flush-ignores-lost-patches", "claim: flush raises ConnectionLost with changes unacknowledged",
         "_outbox.py",
-        "            elif error is not None:\n",
+        "            elif report is not None:\n",
         "            elif False:\n",
         (f"{D}::test_flush_raises_connection_lost_when_the_link_dies_with_changes_unacknowledged",)),
     Breakage(
@@ -229,8 +229,8 @@ BREAKAGES = [
     # Issue 12: nothing lost, nothing diverged ------------------------------------
     Breakage(
         "changes-after-loss-dropped", "12: a change made after the connection died is dropped silently",
-        "_outbox.py",
-        "            self._unsent += n\n",
+        "_ledger.py",
+        "        self._unsent += n\n",
         "            pass\n",
         ("tests/integration/test_integrity.py::test_a_change_after_the_server_died_raises[flush-push]",
          "tests/integration/test_integrity.py::test_a_change_after_the_server_died_raises[close-pull]")),
@@ -289,7 +289,7 @@ BREAKAGES = [
     # Issue 16: fewer, larger streams ---------------------------------------------------
     Breakage(
         "pending-recounted-per-server-patch", "16: each server patch counts every pending change again",
-        "_outbox.py",
+        "_queued.py",
         '    cached: Pending | None = getattr(item, "_bokehsync_touches", None)\n',
         "    cached: Pending | None = None\n",
         ("tests/unit/test_outbox.py::test_pending_counts_each_change_once_however_often_it_is_asked",)),
