@@ -231,7 +231,7 @@ BREAKAGES = [
         "changes-after-loss-dropped", "12: a change made after the connection died is dropped silently",
         "_ledger.py",
         "        self._unsent += n\n",
-        "            pass\n",
+        "        pass\n",
         ("tests/integration/test_integrity.py::test_a_change_after_the_server_died_raises[flush-push]",
          "tests/integration/test_integrity.py::test_a_change_after_the_server_died_raises[close-pull]")),
     Breakage(

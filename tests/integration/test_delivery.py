@@ -300,8 +300,9 @@ def test_a_second_pull_sends_nothing_back(server):
 
 
 def test_no_server_update_is_dropped(server):
-    ''' Another client streams 200 rows one change at a time while this session makes requests
-    continuously: every row arrives, in order. '''
+    ''' Another client streams 200 rows one change at a time (a flush after each, so that they are not
+    merged into one stream) while this session makes requests continuously: every row arrives, in
+    order. '''
     doc = Document()
     source = ColumnDataSource(data={"i": []}, name="source")
     doc.add_root(source)
@@ -319,7 +320,7 @@ def test_no_server_update_is_dropped(server):
             asking = pool.submit(keep_asking)
             for i in range(200):
                 source.stream({"i": [i]})
-            writer.flush()
+                writer.flush()
             stop.set()
             assert asking.result(LONG) > 0
         reader.force_roundtrip()  # after the server's broadcasts of every change
