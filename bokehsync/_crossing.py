@@ -89,6 +89,7 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                        "server drops a change that names a removed model)")
     return reasons[0] if reasons else None
 
+
 def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     ''' A server stream or data replacement that no rule gives exactly (our
     pending patches cross it), to a source we have pending streams to: apply it
@@ -106,6 +107,7 @@ def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     if kind in ("ModelChanged", "ColumnDataChanged") and event.get("cols") is None:
         return _transform(Action.REAPPEND, event, touch, setter)
     return False
+
 
 def _transform(action: Action, event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     ''' Apply a server stream (REORDER) or data replacement (REAPPEND) so
