@@ -224,8 +224,13 @@ def _last_error(stderr: str) -> str:
 
 
 def measure_import(reps: int) -> dict[str, Any]:
-    ''' ``import bokehsync`` on top of ``import bokeh.document`` (and ``bokeh.client`` likewise). '''
+    ''' ``import bokehsync`` on top of ``import bokeh.document`` (and ``bokeh.client`` likewise),
+    with bytecode caches as an installed package has them: without, the figure is the time to
+    compile the source (some machines set ``PYTHONDONTWRITEBYTECODE``), which grows with docstrings. '''
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-c", "import bokeh.document, bokeh.client, bokehsync"], check=True, timeout=60,
+                   env=env)  # writes the caches
     cumulative: dict[str, list[float]] = {"bokehsync": [], "bokeh.client": []}
     wall: dict[str, list[float]] = {"base": [], "bokehsync": [], "bokeh.client": []}
     for _ in range(reps):
