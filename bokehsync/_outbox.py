@@ -120,6 +120,8 @@ class Outbox:
         self._requests_queued = False
         self._online = False
         self._reconnecting = False
+        #: The last answer of :meth:`pending`, with the items and sizes it was computed from.
+        self._pending_cache: tuple[list[Any], list[int], Pending] | None = None
 
     # Producers (any thread) --------------------------------------------------
 
@@ -293,6 +295,7 @@ class Outbox:
         finished: Split | None = None
         with self.outbox_mutex:
             message = self._unacked.pop(future, None)
+            self._pending_cache = None  # it holds the message: let it go
             part = part_of(message) if message is not None else None
             report = error
             if part is not None:
@@ -349,11 +352,22 @@ class Outbox:
         written and unacknowledged, and those queued. Called holding the
         document lock, so no change is queued meanwhile.
         '''
-        pending = Pending()
         with self.outbox_mutex:
             items: list[Message[Any] | Events | QueuedStream] = [*self._unacked.values(), *self._queue]
+        # The server writes many patches between two of its OKs (a callback per
+        # change of ours): the same items, the same answer. An item is the same
+        # if it is the same object with as many changes (runs of events and
+        # queued streams only grow; the cache holds the items, so no id is reused).
+        sizes = [len(item) if isinstance(item, Events) else item.count if isinstance(item, QueuedStream) else 0
+                 for item in items]
+        cached = self._pending_cache
+        if cached is not None and len(cached[0]) == len(items) and cached[1] == sizes \
+                and all(a is b for a, b in zip(cached[0], items, strict=True)):
+            return cached[2]
+        pending = Pending()
         for item in items:
             pending.merge(touches_of(item))
+        self._pending_cache = (items, sizes, pending)
         return pending
 
     def has_pending(self) -> bool:
