@@ -10,6 +10,7 @@ from bokehsync import ClientSession, pull_session
 from tests.support import LONG
 
 __all__ = (
+    'Recorder',
     'canonical',
     'quiet',
     'server_state',
@@ -50,3 +51,14 @@ def quiet(*sessions: ClientSession) -> None:
             session.force_roundtrip()
     for session in sessions:
         session.flush()
+
+
+class Recorder:
+    ''' Receives a document's change events, as a session does
+    (``document.callbacks.on_change_dispatch_to(recorder)``). '''
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def _document_patched(self, event: Any) -> None:
+        self.events.append(event)

@@ -13,16 +13,7 @@ from bokeh.models import ColumnDataSource, Range1d
 
 from bokehsync._outbox import Outbox
 from bokehsync._wire import PROTOCOL
-
-
-class Recorder:
-    ''' Receives a document's change events, as a session does. '''
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def _document_patched(self, event: Any) -> None:
-        self.events.append(event)
+from tests.support.documents import Recorder
 
 
 def serialize(events: list[Any]) -> list[Any]:

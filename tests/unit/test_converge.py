@@ -11,14 +11,7 @@ from bokeh.models import ColumnDataSource, Range1d
 
 from bokehsync._converge import Action, Pending, decide
 from bokehsync._wire import PROTOCOL
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def _document_patched(self, event: Any) -> None:
-        self.events.append(event)
+from tests.support.documents import Recorder
 
 
 @pytest.fixture

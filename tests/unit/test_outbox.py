@@ -13,16 +13,7 @@ from bokehsync._events import PATCH_BYTES
 from bokehsync._outbox import PATCH_WINDOW, Outbox
 from bokehsync._wire import PROTOCOL
 from bokehsync.exceptions import ConnectionLost, ServerError
-
-
-class Recorder:
-    ''' Receives a document's change events, as a session does. '''
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def _document_patched(self, event: Any) -> None:
-        self.events.append(event)
+from tests.support.documents import Recorder
 
 
 @pytest.fixture

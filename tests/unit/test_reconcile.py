@@ -13,6 +13,7 @@ from bokeh.models import ColumnDataSource, Div, Range1d, Row
 from bokehsync._converge import Pending
 from bokehsync._reconcile import reconcile
 from bokehsync._wire import PROTOCOL
+from tests.support.documents import canonical
 
 
 def snapshot(doc: Document) -> Serialized[Any]:
@@ -27,21 +28,6 @@ def copy(doc: Document) -> Document:
     other = Document()
     reply.push_to_document(other)
     return other
-
-
-def canonical(doc: Document) -> Any:
-    ''' A document's content, comparable across processes: ids, types, values, roots, title. '''
-    def norm(value: Any) -> Any:
-        if hasattr(value, "id") and hasattr(value, "properties_with_values"):
-            return ("ref", value.id)
-        if isinstance(value, dict):
-            return sorted((k, norm(v)) for k, v in value.items())
-        if isinstance(value, (list, tuple, np.ndarray)):
-            return [norm(v) for v in list(value)]
-        return value
-    models = sorted((m.id, type(m).__name__, norm(m.properties_with_values(include_defaults=True)))
-                    for m in doc.models)
-    return models, [r.id for r in doc.roots], doc.title
 
 
 @pytest.fixture
