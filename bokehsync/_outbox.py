@@ -55,7 +55,7 @@ from ._converge import Pending
 from ._events import PATCH_BYTES
 from ._ledger import Ledger
 from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of
-from ._queued import Events, touches_of
+from ._queued import Events, Summary, changes_in
 from ._split import fit_patches
 from ._wire import merge_runs
 from .exceptions import BokehSyncError, ConnectionLost, ServerError
@@ -120,8 +120,7 @@ class Outbox:
         self._requests_queued = False
         self._online = False
         self._reconnecting = False
-        #: The last answer of :meth:`pending`, with the items and sizes it was computed from.
-        self._pending_cache: tuple[list[Any], list[int], Pending] | None = None
+        self._summary = Summary()  # what the items touch, for pending()
 
     # Producers (any thread) --------------------------------------------------
 
@@ -295,7 +294,7 @@ class Outbox:
         finished: Split | None = None
         with self.outbox_mutex:
             message = self._unacked.pop(future, None)
-            self._pending_cache = None  # it holds the message: let it go
+            self._summary.forget()  # it holds the message: let it go
             part = part_of(message) if message is not None else None
             report = error
             if part is not None:
@@ -354,21 +353,7 @@ class Outbox:
         '''
         with self.outbox_mutex:
             items: list[Message[Any] | Events | QueuedStream] = [*self._unacked.values(), *self._queue]
-        # The server writes many patches between two of its OKs (a callback per
-        # change of ours): the same items, the same answer. An item is the same
-        # if it is the same object with as many changes (runs of events and
-        # queued streams only grow; the cache holds the items, so no id is reused).
-        sizes = [len(item) if isinstance(item, Events) else item.count if isinstance(item, QueuedStream) else 0
-                 for item in items]
-        cached = self._pending_cache
-        if cached is not None and len(cached[0]) == len(items) and cached[1] == sizes \
-                and all(a is b for a, b in zip(cached[0], items, strict=True)):
-            return cached[2]
-        pending = Pending()
-        for item in items:
-            pending.merge(touches_of(item))
-        self._pending_cache = (items, sizes, pending)
-        return pending
+        return self._summary.of(items)
 
     def has_pending(self) -> bool:
         ''' Whether any change of ours is unacknowledged or queued (read without the mutex). '''
@@ -400,16 +385,11 @@ class Outbox:
             self._ledger.gave_up()
             failed: list[Split] = []
             for item in self._queue:
-                if isinstance(item, Events):
-                    self._ledger.unsent(len(item))
-                elif isinstance(item, QueuedStream):
-                    self._ledger.unsent(item.count)
-                elif (part := part_of(item)) is not None:
-                    # A push's part: its call reports it.
-                    if part[0].settled(part[1], cause or ConnectionLost("the connection is closed", self._url)):
-                        failed.append(part[0])
-                elif item.msgtype == "PATCH-DOC":
-                    self._ledger.unsent(len(item.content["events"]))
+                part = part_of(item) if not isinstance(item, (Events, QueuedStream)) else None
+                if part is None:
+                    self._ledger.unsent(changes_in(item))
+                elif part[0].settled(part[1], cause or ConnectionLost("the connection is closed", self._url)):
+                    failed.append(part[0])  # a push's part: its call reports it
             self._queue.clear()
             self._requests_queued = False
         for split in failed:

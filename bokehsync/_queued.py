@@ -12,6 +12,8 @@ from ._converge import Pending
 
 __all__ = (
     'Events',
+    'Summary',
+    'changes_in',
     'touches_of',
 )
 
@@ -51,3 +53,42 @@ def touches_of(item: Message[Any] | Events | QueuedStream) -> Pending:
                 cached.add_rep(rep)
         item._bokehsync_touches = cached  # type: ignore[attr-defined]
     return cached
+
+
+def changes_in(item: Message[Any] | Events | QueuedStream) -> int:
+    ''' How many document changes an item carries (0 for a request). '''
+    if isinstance(item, Events):
+        return len(item)
+    if isinstance(item, QueuedStream):
+        return item.count
+    return len(item.content["events"]) if item.msgtype == "PATCH-DOC" else 0
+
+
+class Summary:
+    ''' What a list of queued and unacknowledged items touches, computed again
+    only when the items change. The server writes many patches between two of
+    its OKs (a callback per change of ours): the same items, the same answer.
+    An item is the same if it is the same object with as many changes (runs of
+    events and queued streams only grow, messages never change); the cache
+    holds the items, so no id is reused. Called holding the document lock.
+    '''
+
+    def __init__(self) -> None:
+        self._cached: tuple[list[Any], list[int], Pending] | None = None
+
+    def of(self, items: list[Message[Any] | Events | QueuedStream]) -> Pending:
+        ''' The merged :func:`touches_of` of ``items`` (read only: it may be shared). '''
+        sizes = [changes_in(item) for item in items]
+        cached = self._cached
+        if cached is not None and len(cached[0]) == len(items) and cached[1] == sizes \
+                and all(a is b for a, b in zip(cached[0], items, strict=True)):
+            return cached[2]
+        pending = Pending()
+        for item in items:
+            pending.merge(touches_of(item))
+        self._cached = (items, sizes, pending)
+        return pending
+
+    def forget(self) -> None:
+        ''' Drop the cache (it holds the items, an acknowledged message among them). '''
+        self._cached = None
