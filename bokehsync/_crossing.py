@@ -13,7 +13,7 @@ from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.events import DocumentPatchedEvent
 
 from ._converge import Action, Pending, Touch, decide
-from ._streams import concat_rows, join_rows
+from ._streams import concat_rows
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -92,14 +92,18 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
 
 def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     ''' A server stream or data replacement that no rule gives exactly (our
-    pending patches cross it), to a source we have pending streams to: apply it
-    as if they did not, with our pending rows after its rows (a naive apply
-    would put them before, or drop them).
+    pending patches cross it, or our pending streams have other rollovers than
+    it), to a source we have pending streams to: apply it with our pending rows
+    after its rows. A naive apply would put them before it, or drop them.
+
+    The result is not the server's (a resync follows), but it keeps what the
+    resync relies on: a source's last ``touch.rows`` rows are our pending ones
+    (``_reconcile`` puts them after the server's rows).
 
     Returns:
         bool : whether it applied (False: apply it as it is)
     '''
-    if not touch.streams or not touch.exact or touch.columns or touch.replaced or len(touch.rollovers) != 1:
+    if not touch.streams or not touch.exact or touch.columns or touch.replaced:
         return False
     kind = event.get("kind")
     if kind == "ColumnsStreamed":
@@ -111,7 +115,10 @@ def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:
 
 def _transform(action: Action, event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     ''' Apply a server stream (REORDER) or data replacement (REAPPEND) so
-    that our pending rows come after it, as on the server.
+    that our pending rows come after it, as on the server: the stream's rows
+    go after the older rows with the stream's rollover, then ours follow with
+    our rollover. If our pending streams have several rollovers, ours are
+    kept whole (inexact: the caller resyncs).
 
     Returns:
         bool : whether it applied (False: the columns differ; resync instead)
@@ -120,18 +127,21 @@ def _transform(action: Action, event: dict[str, Any], touch: Touch, setter: Any)
     attr = event["attr"]
     current = getattr(source, attr)
     rows = touch.rows
-    [rollover] = touch.rollovers
+    ours_rollover = next(iter(touch.rollovers)) if len(touch.rollovers) == 1 else None
     if action is Action.REORDER:
         theirs = event["data"]
         if set(theirs) != set(current):
             return False
-        new = {c: join_rows([current[c][:max(0, len(current[c]) - rows)], theirs[c],
-                             current[c][max(0, len(current[c]) - rows):]], rollover) for c in current}
+        new = {}
+        for c in current:
+            older = current[c][:max(0, len(current[c]) - rows)]
+            ours = current[c][max(0, len(current[c]) - rows):]
+            new[c] = concat_rows(concat_rows(older, theirs[c], event.get("rollover")), ours, ours_rollover)
     else:
         theirs = event.get("new", event.get("data"))
         if not isinstance(theirs, dict) or set(theirs) != set(current):
             return False
-        new = {c: concat_rows(theirs[c], current[c][max(0, len(current[c]) - rows):], rollover)
+        new = {c: concat_rows(theirs[c], current[c][max(0, len(current[c]) - rows):], ours_rollover)
                for c in current}
     source.set_from_json(attr, new, setter=setter)
     return True

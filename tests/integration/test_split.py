@@ -367,9 +367,7 @@ def tiny_server() -> Iterator[LocalServer]:
 big_ops = st.one_of(
     st.tuples(st.just("set"), st.integers(-50, 50)),
     st.tuples(st.just("replace"), st.integers(5_000, 12_000)),
-    # No rollover: crossing writers whose streams have different rollovers can diverge without any
-    # split (a pre-existing limit of the _converge rules; cut streams keep their rollover, tested above).
-    st.tuples(st.just("stream"), st.integers(5_000, 9_000), st.just(None)),
+    st.tuples(st.just("stream"), st.integers(5_000, 9_000), st.sampled_from([None, None, 12_000, 20_000])),
     st.tuples(st.just("patch"), st.integers(0, 10), st.integers(-9, 9)),
     st.tuples(st.just("big_patch"), st.integers(2, 9)),
     st.tuples(st.just("root_add"), st.integers(5_000, 9_000)),
