@@ -71,9 +71,13 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                 if _transform(action, event, touch, setter):
                     continue
                 action = Action.RESYNC
-            if action is Action.RESYNC and touch is not None and _keep_ours_last(event, touch, setter):
-                # Applied with our pending rows kept last, as on the server
-                # (a resync keeps a source's last rows as ours); resync for the rest.
+            if action is Action.RESYNC and touch is not None and touch.streams:
+                # Our pending rows must stay the source's last rows, as the
+                # resync keeps them (_reconcile): a stream or data replacement
+                # goes before them; anything else (a patch, whose row numbers
+                # are the server's; a column replaced) is left to the resync
+                # rather than applied over them.
+                _keep_ours_last(event, touch, setter)
                 if not reasons:
                     reasons.append(f"a server {kind} crossed changes of ours to the same source, and no "
                                    "local rule gives the server's result")
@@ -101,7 +105,7 @@ def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:
     (``_reconcile`` puts them after the server's rows).
 
     Returns:
-        bool : whether it applied (False: apply it as it is)
+        bool : whether it applied (False: the event is left to the resync)
     '''
     if not touch.streams or not touch.exact or touch.columns or touch.replaced:
         return False

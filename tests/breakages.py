@@ -293,6 +293,14 @@ BREAKAGES = [
         "    if not touch.streams or not touch.exact or touch.columns or touch.replaced \\\n"
         "            or len(touch.rollovers) != 1:\n",
         ("tests/unit/test_crossing.py::test_a_crossing_stream_then_a_resync_ends_as_the_server[ours0-5]",)),
+    Breakage(
+        "crossing-patch-over-our-rows", "12: a crossing patch or column applied over our pending rows",
+        "_crossing.py",
+        "            if action is Action.RESYNC and touch is not None and touch.streams:\n",
+        "            if action is Action.RESYNC and touch is not None and _keep_ours_last(event, touch, setter):\n",
+        ("tests/unit/test_crossing.py::test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync[patch]",
+         "tests/unit/test_crossing.py::test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync[column]"),
+        also=(("_crossing.py", "                _keep_ours_last(event, touch, setter)\n", "                pass\n"),)),
     # Issue 16: fewer, larger streams ---------------------------------------------------
     Breakage(
         "pending-recounted-per-server-patch", "16: each server patch counts every pending change again",

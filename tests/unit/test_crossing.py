@@ -45,8 +45,9 @@ def _rows(n: int, value: int) -> dict[str, Any]:
 ])
 def test_a_crossing_stream_then_a_resync_ends_as_the_server(ours, theirs):
     ''' Another client's stream reaches the server before our two streams, and its broadcast reaches us
-    while both are on their way. The server acknowledges the first of ours, then a resync pulls its
-    document, then it applies our second: our document ends equal to the server's, whichever rollovers. '''
+    while both are on their way: our document shows their rows before ours at once. The server
+    acknowledges the first of ours, then a resync pulls its document, then it applies our second: our
+    document ends equal to the server's, whichever rollovers. '''
     server = Document()
     server.add_root(ColumnDataSource(data=_rows(3, 0), name="source"))
     local = _copy(server)
@@ -64,6 +65,8 @@ def test_a_crossing_stream_then_a_resync_ends_as_the_server(ours, theirs):
     server_source.stream(_rows(2, 2), rollover=theirs)
     reason = apply_crossing(local, PROTOCOL.create("PATCH-DOC", broadcast.events), _pending([first, second]),
                             setter=None)
+    # Meanwhile the document shows their rows, before ours.
+    assert list(source.data["y"])[-3:] == [2, 7, 9]
     server_source.stream(_rows(1, 7), rollover=ours[0])
 
     # The resync's snapshot, with our second stream still on its way; then the server applies it.
@@ -74,3 +77,41 @@ def test_a_crossing_stream_then_a_resync_ends_as_the_server(ours, theirs):
 
     assert canonical(local) == canonical(server), (reason, again)
     assert list(source.data["y"])[-1] == 9
+
+
+def _their_change(server: Document, change: Any) -> Any:
+    ''' ``change(source)`` made on the server's document, and the PATCH-DOC the server broadcasts for it. '''
+    recorder = Recorder()
+    server.callbacks.on_change_dispatch_to(recorder)
+    change(server.get_model_by_name("source"))
+    server.callbacks.on_change_dispatch_to(None)
+    return PROTOCOL.create("PATCH-DOC", recorder.events)
+
+
+@pytest.mark.parametrize("theirs", ["patch", "column"])
+def test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync(theirs):
+    ''' Another client patches a row (its index counts the server's rows, without ours) or replaces one
+    column, and it reaches the server before our stream (2 rows, rollover 5) that is on its way. Applied
+    over our document it would land on our pending rows; after the resync and our stream, our document
+    equals the server's. '''
+    server = Document()
+    server.add_root(ColumnDataSource(data={"x": np.arange(5.0), "y": list(range(5))}, name="source"))
+    local = _copy(server)
+    source = local.get_model_by_name("source")
+    recorder = Recorder()
+    local.callbacks.on_change_dispatch_to(recorder)
+    source.stream({"x": np.array([7.0, 8.0]), "y": [7, 8]}, rollover=5)
+    [ours] = recorder.events
+
+    if theirs == "patch":
+        broadcast = _their_change(server, lambda s: s.patch({"y": [(3, -1)]}))
+    else:
+        broadcast = _their_change(server, lambda s: s.data.update(y=[9] * 5))
+    reason = apply_crossing(local, broadcast, _pending([ours]), setter=None)
+    assert reason is not None
+    snapshot = PROTOCOL.create("PULL-DOC-REPLY", "req", server)
+    reconcile(local, Serialized(snapshot.content["doc"], snapshot.buffers), setter=None, pending=_pending([ours]))
+    server.get_model_by_name("source").stream({"x": np.array([7.0, 8.0]), "y": [7, 8]}, rollover=5)
+
+    assert canonical(local) == canonical(server)
+    assert list(source.data["y"][-2:]) == [7, 8]
