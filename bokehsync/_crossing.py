@@ -26,7 +26,8 @@ __all__ = (
 _SCALARS = (int, float, str, bool, type(None))
 
 
-def apply_crossing(doc: Document, message: Message[Any], pending: Pending, setter: Any) -> str | None:
+def apply_crossing(doc: Document, message: Message[Any], pending: Pending, setter: Any,
+        left_to_resync: set[tuple[str, str]]) -> str | None:
     ''' Apply a server PATCH-DOC to ``doc`` while changes of ours are on their
     way, event by event: bokeh's ``Document.apply_json_patch`` with a
     decision of ``_converge`` per event. Called holding the document lock.
@@ -36,6 +37,10 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
         message (Message) : the server's PATCH-DOC
         pending (Pending) : what our changes not yet applied by the server touch
         setter (object) : the session, the setter of the changes made here
+        left_to_resync (set) : the (model id, property) keys whose server
+            changes wait for the resync, updated here: an event left to the
+            resync leaves every later one of its key to it too, until the
+            caller has applied the resync's reply and cleared the set
 
     Returns:
         str or None : why the document must be resynchronised, if it must
@@ -47,8 +52,13 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
     try:
         patch = deserializer.deserialize(message.payload)
     except UnknownReferenceError as e:
-        if doc.models.seen(e.id):  # as bokeh: updated on one side while removed on the other
-            return None
+        if doc.models.seen(e.id):
+            # bokeh drops the whole patch (a model updated on one side while
+            # removed on the other). Its other events are lost here, and if
+            # the server removed a model we removed too, it drops our change
+            # naming it (with an OK): only a resync brings the two together.
+            return ("a server change names a model removed here while changes of ours were on their way "
+                    "(the server drops a change that names a removed model)")
         raise
     reasons: list[str] = []
     # The server drops a whole PATCH-DOC of ours, with an OK and no ERROR,
@@ -63,6 +73,14 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
     def run() -> None:
         for event in patch["events"]:
             kind = event.get("kind")
+            model = event.get("model")
+            key = (str(model.id), str(event.get("attr"))) if model is not None and kind != "MessageSent" else None
+            if key is not None and key in left_to_resync:
+                # An earlier change to it was left to the resync: the rows
+                # here no longer number as the server's, so this one is too.
+                if not reasons:
+                    reasons.append(f"a server {kind} changed a property left to the resync")
+                continue
             action, touch = decide(event, pending)
             if action is Action.SKIP:
                 continue
@@ -78,6 +96,8 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                 # are the server's; a column replaced) is left to the resync
                 # rather than applied over them.
                 _keep_ours_last(event, touch, setter)
+                if key is not None:
+                    left_to_resync.add(key)
                 if not reasons:
                     reasons.append(f"a server {kind} crossed changes of ours to the same source, and no "
                                    "local rule gives the server's result")

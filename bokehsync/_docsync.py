@@ -88,6 +88,11 @@ class DocumentSync:
         #: ``resync(reason)``: pull the server's document without waiting (set
         #: by the connection); called holding no lock, on the reader thread.
         self.resync: Callable[[str], None] = lambda reason: None
+        #: The (model id, property) keys whose server changes wait for the
+        #: resync on its way (``_crossing``); guarded by :attr:`lock`, read and
+        #: changed on the reader thread, emptied when the document is brought
+        #: to the server's state (:meth:`_reconcile`, :meth:`forget_left_to_resync`).
+        self._left_to_resync: set[tuple[str, str]] = set()
 
     def holds_lock(self) -> bool:
         ''' Whether the calling thread holds :attr:`lock`. '''
@@ -232,7 +237,7 @@ class DocumentSync:
         with self.lock:
             try:
                 if self.outbox.has_pending():
-                    reason = apply_crossing(doc, message, self.outbox.pending(), self._setter)
+                    reason = apply_crossing(doc, message, self.outbox.pending(), self._setter, self._left_to_resync)
                 else:
                     message.apply_to_document(doc, self._setter)  # type: ignore[attr-defined]  # a PATCH-DOC
                     reason = None
@@ -263,10 +268,14 @@ class DocumentSync:
         ''' ``_reconcile.reconcile`` of a PULL-DOC-REPLY into ``document``,
         holding :attr:`lock`, with our pending changes if it is the session's.
         '''
-        pending = self.outbox.pending() if document is self.document else Pending()
+        ours = document is self.document
+        pending = self.outbox.pending() if ours else Pending()
         self._applying.active = True
         try:
-            return reconcile(document, Serialized(reply.content["doc"], reply.buffers), self._setter, pending)
+            again = reconcile(document, Serialized(reply.content["doc"], reply.buffers), self._setter, pending)
+            if ours and not again:
+                self._left_to_resync.clear()
+            return again
         except DeserializationError as e:
             unknown = unknown_model_types(reply.content)
             if not unknown:
@@ -274,6 +283,11 @@ class DocumentSync:
             raise unknown_model_error(unknown, self._url) from e
         finally:
             self._applying.active = False
+
+    def forget_left_to_resync(self) -> None:
+        ''' The server has our document (pushed again): nothing waits for a resync. '''
+        with self.lock:
+            self._left_to_resync.clear()
 
     def apply_pull(self, reply: Message[Any], document: Document) -> bool:
         ''' Apply a PULL-DOC-REPLY to ``document``, in order with server

@@ -110,6 +110,7 @@ class Resync:
             return
         if sync.mode == "push":
             push(doc)
+            sync.forget_left_to_resync()
             sync.outbox.take_offline_changes()
             sync.outbox.forget_lost()
             return

@@ -301,6 +301,24 @@ BREAKAGES = [
         ("tests/unit/test_crossing.py::test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync[patch]",
          "tests/unit/test_crossing.py::test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync[column]"),
         also=(("_crossing.py", "                _keep_ours_last(event, touch, setter)\n", "                pass\n"),)),
+    Breakage(
+        "left-to-resync-forgotten", "12: a source left to the resync takes later server patches over our rows",
+        "_crossing.py",
+        "            if key is not None and key in left_to_resync:\n",
+        "            if False:\n",
+        ("tests/unit/test_crossing.py::test_a_source_left_to_the_resync_stays_left_to_it_until_the_reply",)),
+    Breakage(
+        "removed-reference-not-resynced", "12: a server patch naming a model we removed is dropped, no resync",
+        "_crossing.py",
+        "        if doc.models.seen(e.id):\n",
+        "        if doc.models.seen(e.id):\n            return None\n",
+        ("tests/unit/test_crossing.py::test_a_server_change_naming_a_model_we_removed_resyncs",)),
+    Breakage(
+        "left-to-resync-never-cleared", "12: what was left to a resync stays left after its reply",
+        "_docsync.py",
+        "            if ours and not again:\n",
+        "            if False:\n",
+        ("tests/unit/test_crossing.py::test_what_was_left_to_the_resync_is_forgotten_once_its_reply_is_applied",)),
     # Issue 16: fewer, larger streams ---------------------------------------------------
     Breakage(
         "pending-recounted-per-server-patch", "16: each server patch counts every pending change again",

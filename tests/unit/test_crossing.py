@@ -13,6 +13,7 @@ from bokeh.models import ColumnDataSource
 
 from bokehsync._converge import Pending
 from bokehsync._crossing import apply_crossing
+from bokehsync._docsync import DocumentSync
 from bokehsync._reconcile import reconcile
 from bokehsync._wire import PROTOCOL
 from tests.support.documents import Recorder, canonical
@@ -64,7 +65,7 @@ def test_a_crossing_stream_then_a_resync_ends_as_the_server(ours, theirs):
     server.callbacks.on_change_dispatch_to(broadcast)
     server_source.stream(_rows(2, 2), rollover=theirs)
     reason = apply_crossing(local, PROTOCOL.create("PATCH-DOC", broadcast.events), _pending([first, second]),
-                            setter=None)
+                            setter=None, left_to_resync=set())
     # Meanwhile the document shows their rows, before ours.
     assert list(source.data["y"])[-3:] == [2, 7, 9]
     server_source.stream(_rows(1, 7), rollover=ours[0])
@@ -81,11 +82,18 @@ def test_a_crossing_stream_then_a_resync_ends_as_the_server(ours, theirs):
 
 def _their_change(server: Document, change: Any) -> Any:
     ''' ``change(source)`` made on the server's document, and the PATCH-DOC the server broadcasts for it. '''
+    return PROTOCOL.create("PATCH-DOC", _recorded(server, change))
+
+
+def _recorded(doc: Document, change: Any) -> list[Any]:
+    ''' The change events of ``change(source)`` made on ``doc``. '''
     recorder = Recorder()
-    server.callbacks.on_change_dispatch_to(recorder)
-    change(server.get_model_by_name("source"))
-    server.callbacks.on_change_dispatch_to(None)
-    return PROTOCOL.create("PATCH-DOC", recorder.events)
+    doc.callbacks.on_change_dispatch_to(recorder)
+    try:
+        change(doc.get_model_by_name("source"))
+    finally:
+        doc.callbacks.remove_on_change(recorder)
+    return recorder.events
 
 
 @pytest.mark.parametrize("theirs", ["patch", "column"])
@@ -107,7 +115,7 @@ def test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync(theirs
         broadcast = _their_change(server, lambda s: s.patch({"y": [(3, -1)]}))
     else:
         broadcast = _their_change(server, lambda s: s.data.update(y=[9] * 5))
-    reason = apply_crossing(local, broadcast, _pending([ours]), setter=None)
+    reason = apply_crossing(local, broadcast, _pending([ours]), setter=None, left_to_resync=set())
     assert reason is not None
     snapshot = PROTOCOL.create("PULL-DOC-REPLY", "req", server)
     reconcile(local, Serialized(snapshot.content["doc"], snapshot.buffers), setter=None, pending=_pending([ours]))
@@ -115,3 +123,103 @@ def test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync(theirs
 
     assert canonical(local) == canonical(server)
     assert list(source.data["y"][-2:]) == [7, 8]
+
+
+def test_a_source_left_to_the_resync_stays_left_to_it_until_the_reply():
+    ''' Their replacement of every column (10 rows, no exact rule while our stream S1 is on its way) is
+    left to the resync. The server applies S1; we stream S2 (sent after the resync's request); another
+    client's patch of row 6 (the server's numbering) arrives before the reply. Applied, it would land on
+    S2's row, which the reply keeps as ours: it waits for the resync too, and our document ends equal to
+    the server's. '''
+    server = Document()
+    server.add_root(ColumnDataSource(data={"x": list(range(5)), "y": list(range(5))}, name="source"))
+    local = _copy(server)
+    source = local.get_model_by_name("source")
+    left: set[tuple[str, str]] = set()
+    s1 = _recorded(local, lambda s: s.stream({"x": [100], "y": [100]}))
+    replaced = _their_change(server, lambda s: s.data.update(x=list(range(10)), y=list(range(10))))
+    assert apply_crossing(local, replaced, _pending(s1), setter=None, left_to_resync=left) is not None
+    PROTOCOL.create("PATCH-DOC", s1).apply_to_document(server, None)
+    s2 = _recorded(local, lambda s: s.stream({"x": [200], "y": [200]}))
+    patched = _their_change(server, lambda s: s.patch({"x": [(6, -1)]}))
+    assert apply_crossing(local, patched, _pending(s2), setter=None, left_to_resync=left) is not None
+    assert list(source.data["x"])[-1] == 200  # not patched over
+
+    snapshot = PROTOCOL.create("PULL-DOC-REPLY", "req", server)
+    assert reconcile(local, Serialized(snapshot.content["doc"], snapshot.buffers), setter=None,
+                     pending=_pending(s2)) is False
+    PROTOCOL.create("PATCH-DOC", s2).apply_to_document(server, None)
+    assert canonical(local) == canonical(server)
+
+
+def test_a_server_change_naming_a_model_we_removed_resyncs():
+    ''' We remove root R and add root N (one PATCH-DOC on its way); another client's removal of R reached the
+    server first. bokeh cannot decode the broadcast (R is gone here) and the server drops our whole patch
+    (it names R), N included, answering OK: the document must resynchronise to the server's, not stay
+    with N. '''
+    server = Document()
+    server.add_root(ColumnDataSource(data={"x": [1]}, name="source"))
+    server.add_root(ColumnDataSource(data={"x": [2]}, name="r"))
+    local = _copy(server)
+    recorder = Recorder()
+    local.callbacks.on_change_dispatch_to(recorder)
+    local.add_root(ColumnDataSource(data={"x": [3]}, name="n"))
+    local.remove_root(local.get_model_by_name("r"))
+    local.callbacks.remove_on_change(recorder)
+    ours = PROTOCOL.create("PATCH-DOC", recorder.events)  # once: it defines N, then N counts as sent
+    pending = Pending()
+    for rep in ours.content["events"]:
+        pending.add_rep(rep)
+
+    removed = Recorder()
+    server.callbacks.on_change_dispatch_to(removed)
+    server.remove_root(server.get_model_by_name("r"))
+    server.callbacks.remove_on_change(removed)
+    server.models.recompute()  # as the server has by then: R counts as seen, and a patch naming it is dropped
+    reason = apply_crossing(local, PROTOCOL.create("PATCH-DOC", removed.events), pending, setter=None,
+                            left_to_resync=set())
+    assert reason is not None and "drops a change" in reason
+    ours.apply_to_document(server, None)  # dropped, as the server does
+    assert server.get_model_by_name("n") is None
+
+    snapshot = PROTOCOL.create("PULL-DOC-REPLY", "req", server)
+    reconcile(local, Serialized(snapshot.content["doc"], snapshot.buffers), setter=None, pending=Pending())
+    assert canonical(local) == canonical(server)
+
+
+class _Session:
+    ''' The setter a DocumentSync needs: forwards the document's changes to it, as ClientSession does. '''
+
+    def __init__(self) -> None:
+        self.sync: DocumentSync | None = None
+
+    def _document_patched(self, event: Any) -> None:
+        assert self.sync is not None
+        self.sync.on_change(event)
+
+
+def test_what_was_left_to_the_resync_is_forgotten_once_its_reply_is_applied():
+    ''' The session's document side (DocumentSync): a server patch crossing our stream (rollover 5) is left
+    to the resync; once the resync's reply is applied, a later server stream to that source is applied
+    again (before our rows), and our document ends equal to the server's. '''
+    server = Document()
+    server.add_root(ColumnDataSource(data={"x": np.arange(5.0), "y": list(range(5))}, name="source"))
+    local = _copy(server)
+    source = local.get_model_by_name("source")
+    session = _Session()
+    sync = session.sync = DocumentSync(session, loop=None)  # type: ignore[arg-type]  # no callbacks to run
+    resyncs: list[str] = []
+    sync.resync = resyncs.append
+    sync.outbox.online()
+    with sync.lock:
+        sync.attach(local)
+    source.stream({"x": np.array([7.0]), "y": [7]}, rollover=5)  # queued, the server has not got it
+
+    sync.apply_patch(_their_change(server, lambda s: s.patch({"y": [(1, -1)]})))
+    assert resyncs and list(source.data["y"]) == [1, 2, 3, 4, 7]  # left to the resync
+    assert sync.apply_resync(PROTOCOL.create("PULL-DOC-REPLY", "req", server)) is False
+    sync.apply_patch(_their_change(server, lambda s: s.stream({"x": np.array([8.0]), "y": [8]}, rollover=5)))
+    assert list(source.data["y"]) == [2, 3, 4, 8, 7]  # theirs, then ours
+    server.get_model_by_name("source").stream({"x": np.array([7.0]), "y": [7]}, rollover=5)
+    assert canonical(local) == canonical(server)
+    sync.detach()
