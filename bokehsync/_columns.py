@@ -36,6 +36,7 @@ __all__ = (
     'Unsplittable',
     'boundaries',
     'buffers_in',
+    'event_json_bound',
     'json_bound',
 )
 
@@ -101,6 +102,35 @@ def json_bound(value: Any, inline: bool = False) -> int:
         return json_bound(dict(value), inline)
     from bokeh.core.json_encoder import serialize_json
     return len(serialize_json(value))
+
+
+#: The JSON of a scalar property set, without its id, property name and value.
+_MODEL_CHANGED = len('{"kind":"ModelChanged","model":{"id":},"attr":,"new":}')
+
+
+def event_json_bound(rep: dict[str, Any]) -> int:
+    ''' :func:`json_bound` of one serialized change event, quick for the
+    common one in a burst: a scalar property set
+    (``{"kind": "ModelChanged", "model": {"id": ...}, "attr": ..., "new": ...}``),
+    counted without walking it. A burst of 10,000 of them is measured before
+    it is sent.
+    '''
+    if rep.get("kind") == "ModelChanged" and len(rep) == 4:
+        model = rep.get("model")
+        model_id: Any = model.get("id") if type(model) is dict and len(model) == 1 else None
+        attr = rep.get("attr")
+        new: Any = rep.get("new")
+        if isinstance(model_id, str) and isinstance(attr, str):
+            if isinstance(new, bool) or new is None:
+                value = 5
+            elif type(new) is int or type(new) is float:
+                value = _NUMBER - 1
+            elif type(new) is str:
+                value = len(_encode_str(new))
+            else:
+                return json_bound(rep)
+            return _MODEL_CHANGED + len(_encode_str(model_id)) + len(_encode_str(attr)) + value
+    return json_bound(rep)
 
 
 def _types(values: Any) -> set[type]:

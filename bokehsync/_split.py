@@ -40,7 +40,7 @@ from typing import Any
 
 from bokeh.protocol.message import Message
 
-from ._columns import buffers_in, json_bound
+from ._columns import buffers_in, event_json_bound, json_bound
 from ._compat import DOC_MESSAGES_HAVE_BUFFERS, add_buffers
 from ._cutter import Cutter, nbytes, patch_of
 from ._parts import Describe, Split, default_describe, part_of
@@ -84,14 +84,14 @@ def split_patch(message: Message[Any], limit: int, describe: Describe = default_
     cached = message._content_json
     json_size = len(cached) if cached is not None else None
     if json_size is None:
-        sizes = [json_bound(rep) for rep in events]
+        sizes = [event_json_bound(rep) for rep in events]
         json_size = 12 + len(sizes) + sum(sizes)
     else:
         sizes = []
     if json_size <= cutter.budget and all(nbytes(b) <= cutter.budget for b in message.buffers):
         return None
     if not sizes:
-        sizes = [json_bound(rep) for rep in events]
+        sizes = [event_json_bound(rep) for rep in events]
     fitted = Fitted([], [], [])
     run: list[Any] = []
     run_size = 12

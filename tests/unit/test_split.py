@@ -390,3 +390,33 @@ def test_a_push_split_resolves_when_every_part_is_acknowledged():
     outbox.settled(futures[-1])
     assert isinstance(split.future.exception(), ConnectionLost)
     assert outbox.take_errors() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.integers(-10**18, 10**18), st.floats(allow_nan=False, allow_infinity=False),
+                       st.booleans(), st.none(), st.text(max_size=50)),
+       attr=st.sampled_from(["start", "text", "välue"]))
+def test_the_quick_bound_of_a_property_set_is_json_bounds(value, attr):
+    ''' A scalar property set as bokeh serializes it: its quick bound (no walk) equals json_bound's, and is
+    at least its JSON's length, for numbers, booleans, None and any text (bokeh writes infinities as
+    objects, which take the walk). '''
+    from bokeh.core.json_encoder import serialize_json
+
+    from bokehsync._columns import event_json_bound, json_bound
+    rep = {"kind": "ModelChanged", "model": {"id": "p1001"}, "attr": attr, "new": value}
+    assert len(serialize_json(rep)) <= event_json_bound(rep) == json_bound(rep)
+
+
+def test_bokeh_serializes_a_property_set_in_the_quickly_bounded_shape():
+    ''' The quick bound applies to what bokeh writes for ``range.start = 5``: four keys, a bare reference. '''
+    from bokeh.models import Range1d
+
+    from tests.support.documents import Recorder
+    doc = Document()
+    r = Range1d()
+    doc.add_root(r)
+    recorder = Recorder()
+    doc.callbacks.on_change_dispatch_to(recorder)
+    r.start = 5
+    [rep] = PROTOCOL.create("PATCH-DOC", recorder.events).content["events"]
+    assert rep == {"kind": "ModelChanged", "model": {"id": r.id}, "attr": "start", "new": 5}
