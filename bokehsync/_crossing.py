@@ -27,7 +27,7 @@ _SCALARS = (int, float, str, bool, type(None))
 
 
 def apply_crossing(doc: Document, message: Message[Any], pending: Pending, setter: Any,
-        left_to_resync: set[tuple[str, str]]) -> str | None:
+        left_to_resync: set[tuple[str, str]], removed: set[str] | None = None) -> str | None:
     ''' Apply a server PATCH-DOC to ``doc`` while changes of ours are on their
     way, event by event: bokeh's ``Document.apply_json_patch`` with a
     decision of ``_converge`` per event. Called holding the document lock.
@@ -41,6 +41,9 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
             changes wait for the resync, updated here: an event left to the
             resync leaves every later one of its key to it too, until the
             caller has applied the resync's reply and cleared the set
+        removed (set, optional) : filled with the ids of the models this
+            patch removed on the server (the server drops a patch of ours
+            that names one, see ``Outbox.dropped_by_server``)
 
     Returns:
         str or None : why the document must be resynchronised, if it must
@@ -53,6 +56,10 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
         patch = deserializer.deserialize(message.payload)
     except UnknownReferenceError as e:
         if doc.models.seen(e.id):
+            if removed is not None:
+                removed.update(str(rep["model"]["id"]) for rep in message.content.get("events", [])
+                               if rep.get("kind") == "RootRemoved" and isinstance(rep.get("model"), dict)
+                               and doc.models.seen(rep["model"].get("id")))
             # bokeh drops the whole patch (a model updated on one side while
             # removed on the other). Its other events are lost here, and if
             # the server removed a model we removed too, it drops our change
@@ -108,7 +115,10 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                                "local rule gives the server's result")
     invoke_with_curdoc(doc, run)
     doc.models.flush_synced(lambda model: not deserializer.has_ref(model))
-    if removes and not reasons and before - {model.id for model in doc.models}:
+    gone = before - {model.id for model in doc.models} if removes else set()
+    if removed is not None:
+        removed.update(gone)
+    if gone and not reasons:
         reasons.append("a server change removed models while changes of ours were on their way (the "
                        "server drops a change that names a removed model)")
     return reasons[0] if reasons else None

@@ -234,16 +234,20 @@ class DocumentSync:
         if doc is None:
             log.debug("dropping a server patch: no document yet")
             return
+        removed: set[str] = set()
         with self.lock:
             try:
                 if self.outbox.has_pending():
-                    reason = apply_crossing(doc, message, self.outbox.pending(), self._setter, self._left_to_resync)
+                    reason = apply_crossing(doc, message, self.outbox.pending(), self._setter, self._left_to_resync,
+                                            removed)
                 else:
                     message.apply_to_document(doc, self._setter)  # type: ignore[attr-defined]  # a PATCH-DOC
                     reason = None
             except Exception as e:
                 log.debug("applying a server change failed", exc_info=True)
                 reason = f"a server change could not be applied to the document: {e!r}"
+        if removed:
+            self.outbox.dropped_by_server(removed)
         if reason is not None:
             self.resync(reason)
 

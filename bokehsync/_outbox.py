@@ -55,7 +55,7 @@ from ._converge import Pending
 from ._events import PATCH_BYTES
 from ._ledger import Ledger
 from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of
-from ._queued import Events, Summary, changes_in
+from ._queued import Events, Summary, changes_in, names_any
 from ._split import fit_patches
 from ._wire import merge_runs
 from .exceptions import BokehSyncError, ConnectionLost, ServerError
@@ -116,6 +116,8 @@ class Outbox:
         self.outbox_mutex = threading.Lock()
         self._queue: deque[Message[Any] | Events | QueuedStream] = deque()
         self._unacked: dict[Future[Any], Message[Any]] = {}
+        #: Unacknowledged PATCH-DOCs the server will drop with an OK, and the error to report for each.
+        self._dropped: dict[Future[Any], ServerError] = {}
         self._ledger = Ledger(self._url)  # what the next flush reports
         self._requests_queued = False
         self._online = False
@@ -284,15 +286,37 @@ class Outbox:
         part = part_of(message) if message is not None else None
         return part is not None and part[0].by_call
 
+    def dropped_by_server(self, ids: set[str]) -> None:
+        ''' The server has removed the models ``ids`` before applying our
+        unacknowledged PATCH-DOCs (a server patch removing them arrived while
+        ours were on their way, and the server applies one connection's
+        messages in order): those naming one of them will be dropped by the
+        server with an OK (bokeh's ``Document.apply_json_patch``). Each is
+        reported at the next flush, as a rejection is, when its OK arrives.
+        Called by the reader thread.
+        '''
+        with self.outbox_mutex:
+            for future, message in self._unacked.items():
+                if message.msgtype != "PATCH-DOC" or future in self._dropped or not names_any(message, ids):
+                    continue
+                names = ", ".join(sorted(ids))
+                text = (f"a document patch of {changes_in(message)} change(s) names model(s) {names}, which "
+                        "another client removed first: the server dropped the patch (with an OK)")
+                self._dropped[future] = ServerError(text, self._url, text=text, traceback=None,
+                                                    reqid=message.header.get("msgid"))
+
     def settled(self, future: Future[Any]) -> bool:
         ''' A tracked PATCH-DOC was answered (or failed).
 
         Returns:
             bool : whether queued changes may go now
         '''
-        error = future.exception()
+        error = answer = future.exception()
         finished: Split | None = None
         with self.outbox_mutex:
+            dropped = self._dropped.pop(future, None)
+            if error is None and dropped is not None:
+                error = dropped  # answered OK, but not applied: as if rejected
             message = self._unacked.pop(future, None)
             self._summary.forget()  # it holds the message: let it go
             part = part_of(message) if message is not None else None
@@ -313,7 +337,7 @@ class Outbox:
             elif report is not None:
                 self._ledger.unconfirmed(
                     1 if part is not None or message is None else len(message.content["events"]), report)
-            may_send = error is None and bool(self._queue)
+            may_send = answer is None and bool(self._queue)
         if finished is not None:
             _resolve(finished)
         if isinstance(report, ServerError):
@@ -407,6 +431,7 @@ class Outbox:
         with self.outbox_mutex:
             self._ledger.forget_lost()
             self._unacked.clear()
+            self._dropped.clear()
 
 
 def _resolve(split: Split) -> None:

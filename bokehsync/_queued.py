@@ -14,6 +14,7 @@ __all__ = (
     'Events',
     'Summary',
     'changes_in',
+    'names_any',
     'touches_of',
 )
 
@@ -92,3 +93,21 @@ class Summary:
     def forget(self) -> None:
         ''' Drop the cache (it holds the items, an acknowledged message among them). '''
         self._cached = None
+
+
+def names_any(message: Message[Any], ids: set[str]) -> bool:
+    ''' Whether a serialized message refers to a model of ``ids`` by reference
+    (``{"id": ...}``, as bokeh writes a model the receiver already has). The
+    Bokeh server drops a whole PATCH-DOC naming a model it has removed (bokeh's
+    ``Document.apply_json_patch``, "previously known reference"), with an OK.
+    '''
+    stack: list[Any] = [message.content]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            if len(item) == 1 and item.get("id") in ids:
+                return True
+            stack.extend(value for value in item.values() if type(value) in (dict, list))
+        elif type(item) is list and item and type(item[0]) in (dict, list):
+            stack.extend(value for value in item if type(value) in (dict, list))
+    return False

@@ -129,7 +129,10 @@ class ConnectionLost(BokehSyncError, RuntimeError):
 class ServerError(BokehSyncError, RuntimeError):
     ''' The server answered a request (or rejected a document patch) with an
     ERROR message. ``text`` and ``traceback`` hold what the server sent;
-    ``reqid`` the id of the request it answered.
+    ``reqid`` the id of the request it answered. Also raised by ``flush()``
+    for a document patch the server dropped with an OK because it names a
+    model another client had removed (``text`` says which; ``traceback`` is
+    None).
     '''
 
     #: The error text the server sent.

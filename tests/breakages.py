@@ -319,6 +319,12 @@ BREAKAGES = [
         "            if ours and not again:\n",
         "            if False:\n",
         ("tests/unit/test_crossing.py::test_what_was_left_to_the_resync_is_forgotten_once_its_reply_is_applied",)),
+    Breakage(
+        "dropped-patch-not-reported", "12: a patch the server drops (it names a removed model) passes flush",
+        "_docsync.py",
+        "        if removed:\n",
+        "        if False:\n",
+        ("tests/integration/test_integrity.py::test_a_change_the_server_drops_is_reported_at_flush",)),
     # Issue 16: fewer, larger streams ---------------------------------------------------
     Breakage(
         "pending-recounted-per-server-patch", "16: each server patch counts every pending change again",

@@ -145,6 +145,32 @@ def test_two_writers_of_one_property_end_equal(server, trial, how):
         assert r.start == r2.start == final
 
 
+def test_a_change_the_server_drops_is_reported_at_flush(server):
+    ''' A removes root R and adds root N in one batch while B's removal of R, already on the server, is on
+    its way to A. The server drops A's whole PATCH-DOC (it names R) and answers OK: A's flush() raises
+    ServerError saying so, and A's document comes back to the server's (no N), as B's is. '''
+    url = server.url("/empty")
+    doc = Document()
+    r = Range1d(start=0, end=1, name="r")
+    doc.add_root(r)
+    doc.add_root(Div(text="kept", name="div"))
+    with push_session(doc, url=url, timeout=LONG) as a, \
+            pull_session(session_id=a.id, url=url, timeout=LONG) as b:
+        with a.lock:  # A's reader cannot apply B's removal before A's batch is sent
+            b.document.remove_root(b.document.get_model_by_name("r"))
+            b.flush()
+            with a.batch():
+                a.document.add_root(Div(text="new", name="new"))
+                a.document.remove_root(r)
+        with pytest.raises(ServerError) as info:
+            a.flush()
+        assert "dropped" in str(info.value) and r.id in str(info.value) and url.replace("http", "ws") in str(info.value)
+        quiet(a, b)
+        expected = server_state(url, a.id)
+        assert canonical(a.document) == canonical(b.document) == expected
+        assert a.document.get_model_by_name("new") is None and a.document.get_model_by_name("div") is not None
+
+
 # Random writers: the property-based convergence test ----------------------------------------------
 
 Op = tuple[Any, ...]

@@ -223,3 +223,20 @@ def test_what_was_left_to_the_resync_is_forgotten_once_its_reply_is_applied():
     server.get_model_by_name("source").stream({"x": np.array([7.0]), "y": [7]}, rollover=5)
     assert canonical(local) == canonical(server)
     sync.detach()
+
+
+def test_a_server_removal_names_the_models_our_patches_lose():
+    ''' Our set of R.start is on its way when the server's removal of R arrives: R is removed here too,
+    the document resyncs, and the ids of R and its models are given back (the server drops our patch naming R:
+    Outbox.dropped_by_server reports it). '''
+    server = Document()
+    server.add_root(ColumnDataSource(data={"x": [1]}, name="source"))
+    server.add_root(ColumnDataSource(data={"x": [2]}, name="r"))
+    local = _copy(server)
+    r = local.get_model_by_name("r")
+    ours = _recorded(local, lambda _: setattr(r, "name", "renamed"))
+    removal = _their_change(server, lambda _: server.remove_root(server.get_model_by_name("r")))
+    removed: set[str] = set()
+    reason = apply_crossing(local, removal, _pending(ours), setter=None, left_to_resync=set(), removed=removed)
+    assert reason is not None and removed == {model.id for model in r.references()}  # R and its own models
+    assert local.get_model_by_name("renamed") is None

@@ -208,3 +208,42 @@ def test_pending_counts_each_change_once_however_often_it_is_asked(doc, monkeypa
     in_flight.set_result(None)
     assert outbox.settled(in_flight) is True
     assert (r.id, "end") not in outbox.pending().touches
+
+
+def test_a_patch_the_server_will_drop_is_reported_when_its_ok_arrives(doc):
+    ''' Two PATCH-DOCs on their way, one naming a model the server has removed meanwhile: when its OK
+    arrives it is reported (a ServerError naming the model, for the next flush), the other is not. '''
+    document, r, rec = doc
+    other = Range1d(start=0, end=1)
+    document.add_root(other)
+    outbox = online_outbox()
+    r.start = 5
+    naming, other_patch = PROTOCOL.create("PATCH-DOC", rec.events[-1:]), _patch(other, rec)
+    futures: list[Future[Any]] = [Future(), Future()]
+    for future, message in zip(futures, (naming, other_patch), strict=True):
+        outbox.track(future, message)
+    outbox.dropped_by_server({r.id})
+    for future in futures:
+        future.set_result(None)  # both answered OK
+        outbox.settled(future)
+    [error] = outbox.take_errors()
+    assert isinstance(error, ServerError) and r.id in str(error) and "dropped" in str(error)
+    assert error.reqid == naming.header["msgid"]
+
+
+def test_names_any_finds_references_not_definitions():
+    ''' A model named by reference counts; one defined in full (a new model) or a number in a column
+    does not. '''
+    from bokehsync._queued import names_any
+    document = Document()
+    r = Range1d(start=0, end=1)
+    document.add_root(r)
+    rec = Recorder()
+    document.callbacks.on_change_dispatch_to(rec)
+    added = Range1d(start=2, end=3)
+    document.add_root(added)  # defined in full: {"type": "object", "id": ..., ...}
+    r.start = 7               # named: {"id": ...}
+    message = PROTOCOL.create("PATCH-DOC", rec.events)
+    assert names_any(message, {r.id})
+    assert not names_any(message, {added.id})
+    assert not names_any(message, {"7"})
