@@ -55,7 +55,7 @@ from ._converge import Pending
 from ._events import PATCH_BYTES
 from ._ledger import Ledger
 from ._parts import DEFAULT_SERVER_MAX_MESSAGE_SIZE, Split, budget_of, describe_in, part_of
-from ._queued import Events, Summary, changes_in, names_any
+from ._queued import Events, Summary, changes_in, named_in
 from ._split import fit_patches
 from ._wire import merge_runs
 from .exceptions import BokehSyncError, ConnectionLost, ServerError
@@ -297,9 +297,11 @@ class Outbox:
         '''
         with self.outbox_mutex:
             for future, message in self._unacked.items():
-                if message.msgtype != "PATCH-DOC" or future in self._dropped or not names_any(message, ids):
+                named = named_in(message, ids) if message.msgtype == "PATCH-DOC" and future not in self._dropped \
+                    else set()
+                if not named:
                     continue
-                names = ", ".join(sorted(ids))
+                names = ", ".join(sorted(named))
                 text = (f"a document patch of {changes_in(message)} change(s) names model(s) {names}, which "
                         "another client removed first: the server dropped the patch (with an OK)")
                 self._dropped[future] = ServerError(text, self._url, text=text, traceback=None,

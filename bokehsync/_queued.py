@@ -14,7 +14,7 @@ __all__ = (
     'Events',
     'Summary',
     'changes_in',
-    'names_any',
+    'named_in',
     'touches_of',
 )
 
@@ -95,19 +95,22 @@ class Summary:
         self._cached = None
 
 
-def names_any(message: Message[Any], ids: set[str]) -> bool:
-    ''' Whether a serialized message refers to a model of ``ids`` by reference
-    (``{"id": ...}``, as bokeh writes a model the receiver already has). The
-    Bokeh server drops a whole PATCH-DOC naming a model it has removed (bokeh's
-    ``Document.apply_json_patch``, "previously known reference"), with an OK.
+def named_in(message: Message[Any], ids: set[str]) -> set[str]:
+    ''' The models of ``ids`` a serialized message refers to by reference
+    (``{"id": ...}``, as bokeh writes a model the receiver already has; lists
+    are looked into when their first item is a dict or a list, so columns of
+    numbers are skipped). The Bokeh server drops a whole PATCH-DOC naming a
+    model it has removed (bokeh's ``Document.apply_json_patch``, "previously
+    known reference"), with an OK.
     '''
+    found: set[str] = set()
     stack: list[Any] = [message.content]
     while stack:
         item = stack.pop()
         if type(item) is dict:
             if len(item) == 1 and item.get("id") in ids:
-                return True
+                found.add(item["id"])
             stack.extend(value for value in item.values() if type(value) in (dict, list))
         elif type(item) is list and item and type(item[0]) in (dict, list):
             stack.extend(value for value in item if type(value) in (dict, list))
-    return False
+    return found
