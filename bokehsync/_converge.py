@@ -43,6 +43,7 @@ __all__ = (
     'Pending',
     'Touch',
     'decide',
+    'key_of',
 )
 
 #: Keys of what a change touches: (model id, property name), or the document's roots or title.
@@ -164,6 +165,16 @@ class Pending:
             self._touch((model_id, str(attr))).replaced = True
 
 
+def key_of(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    ''' The (model id, property) key a decoded server event changes; None for
+    events of no model property (title, roots, messages).
+    '''
+    model = event.get("model")
+    if model is None or event.get("kind") in ("MessageSent", "RootAdded", "RootRemoved"):
+        return None
+    return (str(model.id), str(event.get("attr")))
+
+
 def decide(event: Mapping[str, Any], pending: Pending) -> tuple[Action, Touch | None]:
     ''' The treatment of one decoded server event (``kind``, ``model`` as a
     model object, ``attr``...), given our pending changes.
@@ -178,10 +189,10 @@ def decide(event: Mapping[str, Any], pending: Pending) -> tuple[Action, Touch | 
     if kind in ("RootAdded", "RootRemoved"):
         touch = pending.touches.get(ROOTS)
         return (Action.RESYNC if touch else Action.APPLY), touch
-    model = event.get("model")
-    if model is None or kind == "MessageSent":
+    key = key_of(event)
+    if key is None:
         return Action.APPLY, None
-    touch = pending.touches.get((str(model.id), str(event.get("attr"))))
+    touch = pending.touches.get(key)
     if touch is None:
         return Action.APPLY, None
     if touch.replaced:

@@ -12,7 +12,7 @@ from bokeh.core.serialization import Deserializer, UnknownReferenceError
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.events import DocumentPatchedEvent
 
-from ._converge import Action, Pending, Touch, decide
+from ._converge import Action, Pending, Touch, decide, key_of
 from ._streams import concat_rows
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
     def run() -> None:
         for event in patch["events"]:
             kind = event.get("kind")
-            model = event.get("model")
-            key = (str(model.id), str(event.get("attr"))) if model is not None and kind != "MessageSent" else None
+            key = key_of(event)
             if key is not None and key in left_to_resync:
                 # An earlier change to it was left to the resync: the rows
                 # here no longer number as the server's, so this one is too.

@@ -1,10 +1,13 @@
 ''' What the next ``flush()`` must report, for one connection's outgoing
-changes: the server's rejections, the changes that may not be on the server
-because the connection was lost (and why), and the changes made while
-reconnecting. No sockets, no lock of its own: the outbox calls it holding
-``outbox_mutex``.
+changes: the server's rejections (and the patches it drops with an OK), the
+changes that may not be on the server because the connection was lost (and
+why), and the changes made while reconnecting. No sockets, no lock of its
+own: the outbox calls it holding ``outbox_mutex``.
 '''
 from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
 
 from ._parts import Split
 from .exceptions import BokehSyncError, ConnectionLost, ServerError
@@ -31,6 +34,8 @@ class Ledger:
         self._cause: BokehSyncError | None = None
         self._partial: list[Split] = []  # changes sent in parts that failed part way
         self._rejected_parts: dict[int, Split] = {}  # id(ServerError) -> the split of the part it rejected
+        #: Unacknowledged PATCH-DOCs the server will drop with an OK, and the error to report for each.
+        self._dropped: dict[Future[Any], ServerError] = {}
 
     def unsent(self, n: int) -> None:
         ''' ``n`` changes could not be sent: the connection is gone for good. '''
@@ -62,6 +67,26 @@ class Ledger:
         ''' A part of ``split`` was lost with the connection. '''
         self._partial.append(split)
 
+    def will_drop(self, future: Future[Any], named: set[str], changes: int, msgid: str | None) -> None:
+        ''' The server will drop the PATCH-DOC of ``future`` (``changes``
+        changes) with an OK: it names the models ``named``, which it removed
+        first. Reported, as a rejection is, once its OK arrives (:meth:`dropped`).
+        '''
+        names = ", ".join(sorted(named))
+        text = (f"a document patch of {changes} change(s) names model(s) {names}, which another client "
+                "removed first: the server dropped the patch (with an OK)")
+        self._dropped[future] = ServerError(text, self._url, text=text, traceback=None, reqid=msgid)
+
+    def dropping(self, future: Future[Any]) -> bool:
+        ''' Whether the PATCH-DOC of ``future`` is known to be dropped. '''
+        return future in self._dropped
+
+    def dropped(self, future: Future[Any]) -> ServerError | None:
+        ''' The error to report for the PATCH-DOC of ``future``, answered, if
+        the server dropped it; forgets it.
+        '''
+        return self._dropped.pop(future, None)
+
     def take_offline_changes(self) -> int:
         ''' How many changes were made while reconnecting; resets the count. '''
         count, self.offline_changes = self.offline_changes, 0
@@ -73,6 +98,7 @@ class Ledger:
         self._unsent = self._unconfirmed = 0
         self._cause = None
         self._partial = []
+        self._dropped = {}
 
     def take(self) -> tuple[list[BokehSyncError], ConnectionLost | None]:
         ''' The errors since the last call (the rejections rephrased with what

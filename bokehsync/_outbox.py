@@ -14,7 +14,8 @@ PATCH-DOC's reply (:meth:`Outbox.settled`). Rules kept here:
   sends everything before it at once (it must not wait behind the window).
 * **Acknowledgement.** Each PATCH-DOC written is tracked until the server's
   reply; a rejection is kept for the next :meth:`take_errors` (``flush()``
-  and ``close()`` raise it).
+  and ``close()`` raise it), and so is a patch the server drops with an OK
+  (:meth:`dropped_by_server`).
 * **Nothing dropped silently.** When the connection is lost for good, the
   changes still queued, those written but never acknowledged, and every
   change made afterwards are counted, and :meth:`take_errors` reports them
@@ -116,8 +117,6 @@ class Outbox:
         self.outbox_mutex = threading.Lock()
         self._queue: deque[Message[Any] | Events | QueuedStream] = deque()
         self._unacked: dict[Future[Any], Message[Any]] = {}
-        #: Unacknowledged PATCH-DOCs the server will drop with an OK, and the error to report for each.
-        self._dropped: dict[Future[Any], ServerError] = {}
         self._ledger = Ledger(self._url)  # what the next flush reports
         self._requests_queued = False
         self._online = False
@@ -297,15 +296,10 @@ class Outbox:
         '''
         with self.outbox_mutex:
             for future, message in self._unacked.items():
-                named = named_in(message, ids) if message.msgtype == "PATCH-DOC" and future not in self._dropped \
-                    else set()
-                if not named:
-                    continue
-                names = ", ".join(sorted(named))
-                text = (f"a document patch of {changes_in(message)} change(s) names model(s) {names}, which "
-                        "another client removed first: the server dropped the patch (with an OK)")
-                self._dropped[future] = ServerError(text, self._url, text=text, traceback=None,
-                                                    reqid=message.header.get("msgid"))
+                if message.msgtype == "PATCH-DOC" and not self._ledger.dropping(future):
+                    named = named_in(message, ids)
+                    if named:
+                        self._ledger.will_drop(future, named, changes_in(message), message.header.get("msgid"))
 
     def settled(self, future: Future[Any]) -> bool:
         ''' A tracked PATCH-DOC was answered (or failed).
@@ -316,7 +310,7 @@ class Outbox:
         error = answer = future.exception()
         finished: Split | None = None
         with self.outbox_mutex:
-            dropped = self._dropped.pop(future, None)
+            dropped = self._ledger.dropped(future)
             if error is None and dropped is not None:
                 error = dropped  # answered OK, but not applied: as if rejected
             message = self._unacked.pop(future, None)
@@ -433,7 +427,6 @@ class Outbox:
         with self.outbox_mutex:
             self._ledger.forget_lost()
             self._unacked.clear()
-            self._dropped.clear()
 
 
 def _resolve(split: Split) -> None:
