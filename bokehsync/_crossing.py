@@ -2,7 +2,9 @@
 way, event by event, by the rules of ``_converge``: skip an event, apply it,
 or apply it rearranged (a stream's rows before our pending rows, our pending
 rows after a data replacement), and say when only a resync can repair the
-document.
+document. A server PATCH-DOC holding a column assignment comes here too,
+crossing or not: it is applied keeping the columns it does not name
+(``_column_assignment``).
 '''
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from bokeh.core.serialization import Deserializer, UnknownReferenceError
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.events import DocumentPatchedEvent
 
+from ._column_assignment import keep_other_columns
 from ._converge import Action, Pending, Touch, decide, key_of
 from ._streams import concat_rows
 
@@ -108,6 +111,7 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                     reasons.append(f"a server {kind} crossed changes of ours to the same source, and no "
                                    "local rule gives the server's result")
                 continue
+            keep_other_columns(event)
             DocumentPatchedEvent.handle_event(doc, event, setter)
             if action is Action.RESYNC and not reasons:
                 reasons.append(f"a server {kind} crossed a change of ours to the same property, and no "

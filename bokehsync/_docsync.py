@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bokeh.core.serialization import DeserializationError, Serialized
 from bokeh.document.events import ColumnsStreamedEvent
 
+from ._column_assignment import as_sent, assigns_columns
 from ._converge import Pending
 from ._crossing import apply_crossing
 from ._events import is_heavy, size_groups
@@ -164,6 +165,7 @@ class DocumentSync:
         '''
         if event.setter is self._setter or getattr(self._applying, "active", False):
             return
+        event = as_sent(event)
         with self.lock:
             if self._batch is not None:
                 self._batch.append(event)
@@ -237,7 +239,7 @@ class DocumentSync:
         removed: set[str] = set()
         with self.lock:
             try:
-                if self.outbox.has_pending():
+                if self.outbox.has_pending() or assigns_columns(message):
                     reason = apply_crossing(doc, message, self.outbox.pending(), self._setter, self._left_to_resync,
                                             removed)
                 else:

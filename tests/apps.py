@@ -21,6 +21,20 @@ def slider(doc: Document) -> None:
     doc.add_root(source)
 
 
+def columns(doc: Document) -> None:
+    ''' A two-column source and a Slider whose server-side on_change assigns
+    one column (``source.data["y"] = ...``: a ColumnDataChanged naming ``y``).
+    '''
+    source = ColumnDataSource(data={"x": [1, 2, 3], "y": [0, 0, 0]}, name="source")
+    widget = Slider(start=0, end=100000, value=0, step=1, title="value", name="slider")
+
+    def changed(attr, old, new):
+        source.data["y"] = [new] * len(source.data["x"])
+    widget.on_change("value", changed)
+    doc.add_root(widget)
+    doc.add_root(source)
+
+
 def stream(doc: Document) -> None:
     ''' A periodic server callback that streams one row every 50 ms. '''
     source = ColumnDataSource(data={"x": [], "y": []}, name="source")

@@ -325,6 +325,36 @@ BREAKAGES = [
         "        if removed:\n",
         "        if False:\n",
         ("tests/integration/test_integrity.py::test_a_change_the_server_drops_is_reported_at_flush",)),
+    Breakage(
+        "column-assignment-sent-as-is", "12: source.data[col] = ... sent as bokeh sends it (the server drops the rest)",
+        "_docsync.py",
+        "        event = as_sent(event)\n",
+        "",
+        ("tests/integration/test_column_assignment.py::"
+         "test_a_column_assignment_reaches_the_server_with_the_other_columns[item]",
+         "tests/integration/test_column_assignment.py::"
+         "test_a_column_assignment_reaches_the_server_with_the_other_columns[new_column]",
+         "tests/integration/test_column_assignment.py::test_a_numpy_column_assignment_reaches_the_server_with_the_other_columns",
+         "tests/integration/test_column_assignment.py::"
+         "test_another_clients_column_assignment_reaches_us_with_the_other_columns")),
+    Breakage(
+        "server-column-assignment-applied-by-bokeh", "12: a server column assignment applied by bokeh's apply",
+        "_docsync.py",
+        "                if self.outbox.has_pending() or assigns_columns(message):\n",
+        "                if self.outbox.has_pending():\n",
+        ("tests/integration/test_column_assignment.py::"
+         "test_a_server_column_assignment_keeps_our_other_columns[another_client]",)),
+    Breakage(
+        "server-column-assignment-replaces-data", "12: a server column assignment replaces the whole data here",
+        "_crossing.py",
+        "            keep_other_columns(event)\n",
+        "",
+        ("tests/integration/test_column_assignment.py::test_a_server_column_assignment_keeps_our_other_columns[us]",
+         "tests/integration/test_column_assignment.py::"
+         "test_a_server_column_assignment_keeps_our_other_columns[another_client]",
+         "tests/unit/test_crossing.py::test_a_server_column_assignment_keeps_the_other_columns[item-nothing]",
+         "tests/unit/test_crossing.py::"
+         "test_a_server_column_assignment_keeps_the_other_columns[update-another_property]")),
     # Issue 16: fewer, larger streams ---------------------------------------------------
     Breakage(
         "pending-recounted-per-server-patch", "16: each server patch counts every pending change again",

@@ -34,6 +34,7 @@ LONG = 30.0
 APPS = {
     "/empty": "tests.apps:empty",
     "/slider": "tests.apps:slider",
+    "/columns": "tests.apps:columns",
     "/stream": "tests.apps:stream",
     "/big": "tests.apps:big",
     # A model class only the server imports (the test client must not): tests/foreign_models.py

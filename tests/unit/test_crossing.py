@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from bokeh.core.serialization import Serialized
 from bokeh.document import Document
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, Range1d
 
+from bokehsync._column_assignment import as_sent
 from bokehsync._converge import Pending
 from bokehsync._crossing import apply_crossing
 from bokehsync._docsync import DocumentSync
@@ -123,6 +124,65 @@ def test_a_crossing_patch_or_column_leaves_our_pending_rows_to_the_resync(theirs
 
     assert canonical(local) == canonical(server)
     assert list(source.data["y"][-2:]) == [7, 8]
+
+
+@pytest.mark.parametrize("ours", ["nothing", "another_property", "the_same_source"])
+@pytest.mark.parametrize("how", ["item", "update"])
+def test_a_server_column_assignment_keeps_the_other_columns(ours, how):
+    ''' The server assigns one column (``source.data["y"] = ...`` in an app callback: a ColumnDataChanged
+    naming ``y``, carrying ``y`` only). Our source keeps ``x`` as the server does, whether changes of ours
+    are on their way or not; with our whole-data replacement on its way, theirs is skipped (ours replaces
+    it on the server). '''
+    server = Document()
+    server.add_root(ColumnDataSource(data={"x": [1, 2, 3], "y": [0, 0, 0]}, name="source"))
+    server.add_root(Range1d(start=0, end=1, name="range"))
+    local = _copy(server)
+    source = local.get_model_by_name("source")
+    recorder = Recorder()
+    local.callbacks.on_change_dispatch_to(recorder)
+    if ours == "another_property":
+        local.get_model_by_name("range").start = 5
+    elif ours == "the_same_source":
+        source.data = {"x": [4, 5], "y": [6, 7]}
+    pending = _pending([as_sent(event) for event in recorder.events]) if recorder.events else Pending()
+
+    def assign(s: ColumnDataSource) -> None:
+        if how == "item":
+            s.data["y"] = [9, 9, 9]
+        else:
+            s.data.update(y=[9, 9, 9])
+    broadcast = _their_change(server, assign)
+    assert broadcast.content["events"][0]["cols"] == ["y"]
+    reason = apply_crossing(local, broadcast, pending, setter=None, left_to_resync=set())
+    assert reason is None
+    # Then the server applies ours.
+    if ours == "another_property":
+        server.get_model_by_name("range").start = 5
+    elif ours == "the_same_source":
+        server.get_model_by_name("source").data = {"x": [4, 5], "y": [6, 7]}
+    assert canonical(local) == canonical(server)
+    expected = {"x": [4, 5], "y": [6, 7]} if ours == "the_same_source" else {"x": [1, 2, 3], "y": [9, 9, 9]}
+    assert source.data == expected
+
+
+def test_a_column_assignment_is_sent_as_the_whole_data():
+    ''' Our ``source.data["y"] = ...`` goes as a replacement of the whole data: the Bokeh server sets
+    ``data`` to what a ColumnDataChanged carries. Other changes go as they are. '''
+    doc = Document()
+    source = ColumnDataSource(data={"x": [1, 2], "y": [3, 4]}, name="source")
+    doc.add_root(source)
+    server = _copy(doc)
+    recorder = Recorder()
+    doc.callbacks.on_change_dispatch_to(recorder)
+    source.data["y"] = [5, 6]
+    # Serialized at once, as the session serializes column events.
+    patch = PROTOCOL.create("PATCH-DOC", [as_sent(recorder.events[0])])
+    [rep] = patch.content["events"]
+    assert rep["kind"] == "ColumnDataChanged" and rep["cols"] is None
+    server.apply_json_patch(patch.content)
+    assert server.get_model_by_name("source").data == {"x": [1, 2], "y": [5, 6]}
+    source.stream({"x": [7], "y": [8]})
+    assert as_sent(recorder.events[1]) is recorder.events[1]
 
 
 def test_a_source_left_to_the_resync_stays_left_to_it_until_the_reply():
