@@ -27,6 +27,12 @@ from typing import Any
 
 import numpy as np
 
+#: ``run.py --baseline REV``: the directory holding revision REV's
+#: ``bokehsync/``, imported instead of this tree's (before anything imports it).
+BASELINE_ENV = "BOKEHSYNC_BENCH_BASELINE"
+if os.environ.get(BASELINE_ENV):
+    sys.path.insert(0, os.environ[BASELINE_ENV])
+
 #: Largest websocket message both clients and the server accept (bytes).
 MAX_MESSAGE = 1 << 30
 
@@ -655,6 +661,12 @@ def main(argv: list[str]) -> None:
     else:
         result = CASES[case](client, variant, base, json.loads(params))
     result.setdefault("rss_peak", _peak_rss())
+    module = sys.modules.get("bokehsync")
+    if os.environ.get(BASELINE_ENV) and module is not None:
+        # The baseline's numbers must be the baseline's code.
+        origin = os.path.realpath(str(module.__file__))
+        if not origin.startswith(os.path.realpath(os.environ[BASELINE_ENV]) + os.sep):
+            raise RuntimeError(f"--baseline: bokehsync was imported from {origin}")
     print(json.dumps(result, default=str), flush=True)
 
 

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/run.py [--case NAME ...] [--client NAME ...] [--match TEXT ...]
-                             [--json OUT] [--quick] [--reps N]
+                             [--json OUT] [--quick] [--reps N] [--baseline REV]
 
 Real Bokeh servers run in their own processes (``LocalServer``) with the apps
 of ``benchmarks/apps.py``: the main one with a 1 GiB websocket message limit,
@@ -23,10 +23,19 @@ Cases: rtt, connect_pull, push_big, patch_burst, stream, patch_callback,
 receive, workers, writers, push_limit, import. ``--case`` picks cases,
 ``--client`` clients, ``--match`` jobs whose key (as printed) contains the
 text, e.g. ``--match 'stream[numpy]'``; ``--quick`` runs each once.
+
+``--baseline REV`` (a git revision: a commit, tag or branch) also runs every
+bokehsync job with the ``bokehsync/`` of REV (taken with ``git archive`` into
+a temporary directory; the cases, floors and servers are this tree's), as the
+client ``bokehsync@REV``, right beside this tree's in every repetition, and
+prints the ratios: "is this change slower?" answered in one run, on one
+machine, at one load.
 '''
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import json
 import os
 import platform
@@ -35,6 +44,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -180,16 +190,47 @@ def wait_idle(server: psutil.Process, limit: float = 3.0) -> None:
             return
 
 
-def run_job(job: Job, base: str, server: psutil.Process) -> dict[str, Any]:
-    ''' One run of ``job`` in a fresh process, killed after ``job.timeout``. '''
+def with_baseline(jobs: list[Job], rev: str) -> list[Job]:
+    ''' ``jobs`` with a ``bokehsync@REV`` twin right after every bokehsync job. '''
+    out: list[Job] = []
+    for job in jobs:
+        out.append(job)
+        if job.client == "bokehsync":
+            out.append(dataclasses.replace(job, client=f"bokehsync@{rev}", results=[]))
+    return out
+
+
+def extract_baseline(rev: str, into: Path) -> Path:
+    ''' Revision ``rev``'s ``bokehsync/`` under ``into`` (``git archive``).
+
+    Raises:
+        SystemExit: ``rev`` is not a revision of this repository, or has no ``bokehsync/``
+    '''
+    done = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "bokehsync"],
+                          capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"--baseline {rev}: git archive failed: {done.stderr.decode(errors='replace').strip()}")
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def run_job(job: Job, base: str, server: psutil.Process, baseline: Path | None = None) -> dict[str, Any]:
+    ''' One run of ``job`` in a fresh process, killed after ``job.timeout``; a
+    ``bokehsync@REV`` job runs as bokehsync, importing it from ``baseline``.
+    '''
     wait_idle(server)  # floors too: a busy server would take a core from them
-    cmd = [sys.executable, "-m", "benchmarks._client", job.case, job.client, job.variant, base,
+    client, env = job.client, None
+    if client.startswith("bokehsync@"):
+        assert baseline is not None
+        client, env = "bokehsync", dict(os.environ, BOKEHSYNC_BENCH_BASELINE=str(baseline))
+    cmd = [sys.executable, "-m", "benchmarks._client", job.case, client, job.variant, base,
            json.dumps(job.params)]
     load = os.getloadavg()[0]
     cpu0 = sum(server.cpu_times()[:2])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=job.timeout)
     except subprocess.TimeoutExpired:
@@ -368,10 +409,24 @@ def _bokeh_of(jobs: list[Job], job: Job) -> Job | None:
                  and j.ok()), None)
 
 
+def server_floor(jobs: list[Job], job: Job) -> float | None:
+    ''' The least server CPU time seen for ``job``'s work: the smallest median
+    ``srv CPU`` of the case's bokehsync and raw jobs (same case and label).
+    A client that waits for the server's acknowledgement cannot finish sooner:
+    one Bokeh server applies a session's changes on one thread. None where the
+    server's work is not the client's to wait for (the floor has none).
+    '''
+    medians = [j.median("server_cpu") for j in jobs if j.case == job.case and j.label == job.label
+               and j.client in ("bokehsync", "raw") and j.ok()]
+    found = [m for m in medians if m is not None]
+    return min(found) if found else None
+
+
 def print_floor_table(jobs: list[Job]) -> list[str]:
     ''' Each bokehsync job beside its floors and bokeh.client, with the ratios (medians of time). '''
     head = (f"{'case/variant':24} {'floor':>9} {'raw':>18} {'bokehsync':>10} {'x floor':>8} {'x raw':>7} "
-            f"{'CPU x floor':>11}   {'bokeh.client':>20} {'x floor':>8} {'bokehsync/bokeh':>15}")
+            f"{'CPU x floor':>11} {'srv floor':>9} {'x max':>6}   {'bokeh.client':>20} {'x floor':>8} "
+            f"{'bokehsync/bokeh':>15}")
     lines = [head, "-" * len(head)]
     for job in jobs:
         if job.client != "bokehsync" or not job.ok():
@@ -379,6 +434,8 @@ def print_floor_table(jobs: list[Job]) -> list[str]:
         floor, raw, ref = _floor_of(jobs, job), _floor_of(jobs, job, "raw"), _bokeh_of(jobs, job)
         mine = job.median()
         f = floor.median() if floor else None
+        srv = server_floor(jobs, job) if floor else None
+        top = max(f, srv) if f and srv else None
         r = raw.median() if raw else None
         b = ref.median() if ref else None
         rname = f"{raw.variant + ' ' if raw and raw.variant else ''}{_ms(r)}" if raw else "-"
@@ -386,9 +443,34 @@ def print_floor_table(jobs: list[Job]) -> list[str]:
         bname = f"{ref.variant + ' ' if ref and ref.variant else ''}{_ms(b)}" if ref else "-"
         lines.append(f"{job.key.rsplit('/', 1)[0]:24} {_ms(f):>9} {rname:>18} {_ms(mine):>10} "
                      f"{_x(mine / f if mine and f else None):>8} {_x(mine / r if mine and r else None):>7} "
-                     f"{_x(c / fc if c and fc else None):>11}   "
+                     f"{_x(c / fc if c and fc else None):>11} {_ms(srv):>9} "
+                     f"{_x(mine / top if mine and top else None):>6}   "
                      f"{bname:>20} {_x(b / f if b and f else None):>8} "
                      f"{_x(mine / b if mine and b else None):>15}")
+    for line in lines:
+        print(line)
+    return lines
+
+
+def print_baseline_table(jobs: list[Job]) -> list[str]:
+    ''' Each bokehsync job beside its ``bokehsync@REV`` twin (``--baseline``): medians of wall and CPU
+    time, and this tree's over the baseline's (above 1: this tree is slower). '''
+    head = (f"{'case/variant':24} {'baseline':>10} {'this tree':>10} {'time ratio':>10} {'min ratio':>10} "
+            f"{'CPU ratio':>10}  runs")
+    lines = [head, "-" * len(head)]
+    for twin in jobs:
+        if not twin.client.startswith("bokehsync@"):
+            continue
+        mine = _find(jobs, twin.key.rsplit("/", 1)[0] + "/bokehsync")
+        if mine is None:
+            continue
+        a, b = mine.median(), twin.median()
+        ca, cb = mine.median("cpu"), twin.median("cpu")
+        ma = min((r["time"] for r in mine.ok()), default=None)
+        mb = min((r["time"] for r in twin.ok()), default=None)
+        lines.append(f"{twin.key.rsplit('/', 1)[0]:24} {_ms(b):>10} {_ms(a):>10} "
+                     f"{_x(a / b if a and b else None):>10} {_x(ma / mb if ma and mb else None):>10} "
+                     f"{_x(ca / cb if ca and cb else None):>10}  {len(mine.ok())}/{len(twin.ok())}")
     for line in lines:
         print(line)
     return lines
@@ -462,6 +544,15 @@ def targets(jobs: list[Job], imp: dict[str, Any] | None) -> list[tuple[str, str,
             out.append((name, f"{r:.2f}x ({_ms(job.median())} / {_ms(floor.median())})",
                         r <= limit and _verified(job)))
     vs_floor("patch_burst/each/bokehsync", 1.25, "#16 patch_burst <= 1.25x floor")
+    job = get("patch_burst/each/bokehsync")
+    floor = _floor_of(jobs, job) if job else None
+    if job and floor and job.median() and floor.median():
+        srv = server_floor(jobs, job)
+        if srv:
+            top = max(floor.median(), srv)  # type: ignore[type-var]
+            r = job.median() / top  # type: ignore[operator]
+            out.append(("#16 patch_burst <= 1.25x max(floor, srv floor)",
+                        f"{r:.2f}x ({_ms(job.median())} / {_ms(top)})", r <= 1.25 and _verified(job)))
     vs_floor("stream[numpy]/each/bokehsync", 1.15, "#16 stream[numpy] <= 1.15x floor")
     r = _ratio(jobs, "connect_pull/-/bokehsync", "connect_pull/-/bokeh")
     if r is not None:
@@ -555,8 +646,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one repetition, fewer sizes (about 3 min)")
     parser.add_argument("--reps", type=int, help="repetitions per job (default 3, or 2 for the slow "
                         "reference runs; quick 1)")
+    parser.add_argument("--baseline", metavar="REV", help="also run every bokehsync job with bokehsync as of git "
+                        "revision REV (client bokehsync@REV), and print the ratios")
     args = parser.parse_args(argv)
     jobs = select(plan(args.quick, args.reps), args.case, args.client, args.match)
+    baseline_dir = tempfile.TemporaryDirectory(prefix="bokehsync-baseline-") if args.baseline else None
+    baseline = extract_baseline(args.baseline, Path(baseline_dir.name)) if baseline_dir else None
+    if args.baseline:
+        jobs = with_baseline(jobs, args.baseline)
     run_import = "import" in (args.case or CASE_NAMES) and not args.client and not args.match
     info = machine()
     print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, bokeh {info['bokeh']}, "
@@ -588,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rep >= job.reps:
                     continue
                 server = job.server if job.server in procs else "main"
-                result = run_job(job, bases[server], procs[server])
+                result = run_job(job, bases[server], procs[server], baseline)
                 job.results.append(result)
                 status = result.get("error") or (f"fails: {result['fails'][:80]}" if "fails" in result else "") \
                     or f"{_ms(result['time'])}"
@@ -599,6 +696,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for local in servers.values():
             local.stop()
+        if baseline_dir is not None:
+            baseline_dir.cleanup()
     for log_path in logs:
         if log_path.exists():
             print(f"(server log: {log_path})")
@@ -616,8 +715,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("bokehsync beside its floors and bokeh.client (medians of wall time): floor = the same document work "
           "with no client (_floor.py), raw = a raw websocket client (_raw.py); CPU x floor = the client process's "
-          "CPU time over the floor's, where both were measured")
+          "CPU time over the floor's, where both were measured; srv floor = the least server CPU seen for the "
+          "case's changes (bokehsync or raw), x max = bokehsync over the larger of floor and srv floor (no client "
+          "that waits for the server's OK can finish before the server has applied its changes)")
     print_floor_table(jobs)
+    if args.baseline:
+        print()
+        print(f"this tree against bokehsync@{args.baseline} (medians; a ratio above 1: this tree is slower)")
+        print_baseline_table(jobs)
     print()
     print_writers_table(jobs)
     table = targets(jobs, imp)
