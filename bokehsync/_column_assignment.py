@@ -19,7 +19,9 @@ bokeh.client does both. bokehsync sends an assignment as a replacement of
 the whole ``data`` (:func:`as_sent`: the server ends with what the program
 has, at the cost of sending the columns not assigned too), and applies a
 server assignment as one of the columns it names, keeping the others
-(:func:`keep_other_columns`, what ``cols`` says).
+(:func:`keep_other_columns`, what ``cols`` says). Sent, an assignment is a
+whole replacement, as ``source.data = {...}`` is: a change another client
+made meanwhile to another column of the source is overwritten.
 '''
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ def as_sent(event: DocumentPatchedEvent) -> DocumentPatchedEvent:
         at once, holding the document lock; sized by ``_events.event_bytes``)
     '''
     if type(event) is ColumnDataChangedEvent and event.cols is not None:
-        # The live value, not a copy: it is serialized before any later change.
+        # The live value, not a copy: it is serialized before any later change
+        # (not so under document.hold(): bokeh hands us held events at unhold()).
         return ColumnDataChangedEvent(event.document, event.model, event.attr, getattr(event.model, event.attr),
                                       setter=event.setter, callback_invoker=event.callback_invoker)
     return event
@@ -68,7 +71,7 @@ def assigns_columns(message: Message[Any]) -> bool:
                for rep in message.content.get("events", ()))
 
 
-def keep_other_columns(event: dict[str, Any]) -> None:
+def keep_other_columns(event: dict[str, Any]) -> bool:
     ''' Make a decoded server ``ColumnDataChanged`` that names columns replace
     only those: its ``data`` gets the source's other columns as they are
     here. Other events are left as they are. Called holding the document
@@ -77,9 +80,30 @@ def keep_other_columns(event: dict[str, Any]) -> None:
     Args:
         event (dict) : one decoded event of a server PATCH-DOC (``model`` is
             the model object), changed in place
+
+    Returns:
+        bool : False if the columns then differ in length where the ones the
+        server sent did not: the event does not describe the server's source
+        (a server app that assigned a column, then streamed, inside
+        ``document.hold()``: bokeh serializes the held assignment with the
+        rows streamed after it), and the caller resynchronises
     '''
     if event.get("kind") != "ColumnDataChanged" or event.get("cols") is None:
-        return
+        return True
     current = getattr(event["model"], event["attr"], None)
-    if isinstance(current, dict) and isinstance(event.get("data"), dict):
-        event["data"] = {**current, **event["data"]}
+    theirs = event.get("data")
+    if not isinstance(current, dict) or not isinstance(theirs, dict):
+        return True
+    event["data"] = merged = {**current, **theirs}
+    return len(_lengths(merged)) <= 1 or len(_lengths(theirs)) > 1
+
+
+def _lengths(data: dict[str, Any]) -> set[int]:
+    ''' The distinct lengths of the columns of ``data`` (a column without one counts as none). '''
+    out: set[int] = set()
+    for column in data.values():
+        try:
+            out.add(len(column))
+        except TypeError:
+            pass
+    return out

@@ -3,9 +3,11 @@ their way to the server. No sockets, no document: pure decisions.
 
 The Bokeh server handles one connection's messages in order, and on that
 connection it sends our OKs and the broadcasts of other clients' changes in
-the order in which it applied them. So a broadcast that arrives while a
-change of ours is unacknowledged (or still queued) was applied on the server
-*before* ours: the server's final state is "theirs, then ours", while our
+the order in which it applied them. So a broadcast of another client's change
+that arrives while a change of ours is unacknowledged (or still queued) was
+applied on the server *before* ours (a change the server's own callbacks make
+in reaction to ours also arrives before our OK, but was applied after ours:
+see the skip rule below): the server's final state is "theirs, then ours", while our
 document already holds "ours", and applying theirs naively makes it "ours,
 then theirs". The rules below give each server event the local treatment
 that ends in the server's state (``tests/unit/test_converge.py``):
@@ -15,9 +17,11 @@ server event           our pending change, same    treatment
                        model and property
 =====================  ==========================  =================================================
 any                    none                        apply
-property set, data     a set or a full data        skip: ours overwrites it on the server too
-replaced, stream,      replacement
-patch, title
+property set, data     a set or a full data        skip: ours overwrites it on the server too; but
+replaced, stream,      replacement                 a server callback reacting to ours sets it after
+patch, title                                       ours, and reaches us before our OK as well: unless
+                                                   it sets the value we have, resynchronise once our
+                                                   changes are acknowledged (``_crossing``)
 stream                 streams only, all with the  reorder: their rows go before our pending rows,
                        same ``rollover`` (or none)  then the rollover applies
 stream (no rollover)   patches only                apply: rows are added after every patched index

@@ -92,6 +92,14 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                 continue
             action, touch = decide(event, pending)
             if action is Action.SKIP:
+                # Ours replaces it on the server if the server applied it
+                # first (another client's change); but a server callback
+                # reacting to our change is applied after ours, and reaches
+                # us before our OK too: nothing tells the two apart, so
+                # unless it leaves what we have, the server's document decides.
+                if not reasons and not _leaves_ours(event, doc):
+                    reasons.append(f"a server {kind} arrived while a change of ours to the same property was on its "
+                                   "way: it was applied before ours, or after it (a server callback reacting to ours)")
                 continue
             if action in (Action.REORDER, Action.REAPPEND):
                 assert touch is not None
@@ -111,7 +119,14 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
                     reasons.append(f"a server {kind} crossed changes of ours to the same source, and no "
                                    "local rule gives the server's result")
                 continue
-            keep_other_columns(event)
+            if not keep_other_columns(event):
+                # It does not describe the server's source: leave the source to the resync.
+                if key is not None:
+                    left_to_resync.add(key)
+                if not reasons:
+                    reasons.append("a server column assignment would leave the source's columns with different "
+                                   "lengths")
+                continue
             DocumentPatchedEvent.handle_event(doc, event, setter)
             if action is Action.RESYNC and not reasons:
                 reasons.append(f"a server {kind} crossed a change of ours to the same property, and no "
@@ -125,6 +140,23 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
         reasons.append("a server change removed models while changes of ours were on their way (the "
                        "server drops a change that names a removed model)")
     return reasons[0] if reasons else None
+
+
+def _leaves_ours(event: dict[str, Any], doc: Document) -> bool:
+    ''' Whether a skipped server event sets what the document already has (a
+    scalar property of the same value and type, or the same title): then it
+    ends the same whether the server applied it before or after ours.
+    '''
+    kind = event.get("kind")
+    if kind == "TitleChanged":
+        return bool(event.get("title") == doc.title)
+    if kind != "ModelChanged":
+        return False
+    new = event.get("new")
+    if type(new) not in _SCALARS:
+        return False
+    current = getattr(event["model"], str(event.get("attr")), None)
+    return type(current) is type(new) and bool(current == new)
 
 
 def _keep_ours_last(event: dict[str, Any], touch: Touch, setter: Any) -> bool:

@@ -21,6 +21,18 @@ def slider(doc: Document) -> None:
     doc.add_root(source)
 
 
+def clamp(doc: Document) -> None:
+    ''' A Slider whose server-side on_change clamps ``value`` to 100 (a callback reacting to a client's
+    change by changing the same property). '''
+    widget = Slider(start=0, end=1000, value=0, step=1, title="value", name="slider")
+
+    def changed(attr, old, new):
+        if new > 100:
+            widget.value = 100
+    widget.on_change("value", changed)
+    doc.add_root(widget)
+
+
 def columns(doc: Document) -> None:
     ''' A two-column source and a Slider whose server-side on_change assigns
     one column (``source.data["y"] = ...``: a ColumnDataChanged naming ``y``).

@@ -85,3 +85,25 @@ def test_another_clients_column_assignment_reaches_us_with_the_other_columns(ser
             quiet(a, b)
             assert _data(b) == {"x": [1, 2], "y": [5, 6]}
             assert canonical(b.document) == canonical(a.document) == server_state(server.url("/empty"), a.id)
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_an_app_reacting_to_our_changes_assigns_a_column_after_ours(server, batch):
+    ''' We assign ``x`` and set the slider in one go; the app reacts to the slider by assigning ``y``,
+    after our whole-data change on the server: our document ends as the server's (x ours, y the app's). '''
+    url = server.url("/columns")
+    with pull_session(url=url, timeout=LONG) as session:
+        source = session.document.get_model_by_name("source")
+        slider = session.document.get_model_by_name("slider")
+        if batch:
+            with session.batch():
+                source.data["x"] = [4, 5, 6]
+                slider.value = 7
+        else:
+            with session.lock:  # both queued behind the first, unacknowledged change
+                slider.value = 1
+                source.data["x"] = [4, 5, 6]
+                slider.value = 7
+        quiet(session)
+        assert _data(session) == {"x": [4, 5, 6], "y": [7, 7, 7]}
+        assert server_state(url, session.id) == canonical(session.document)

@@ -145,6 +145,25 @@ def test_two_writers_of_one_property_end_equal(server, trial, how):
         assert r.start == r2.start == final
 
 
+@pytest.mark.parametrize("values", [[150], [150, 120, 250], [50, 150, 70]])
+def test_a_server_callback_changing_what_we_changed_ends_as_the_server(server, values):
+    ''' The app clamps the slider's value to 100 in its on_change: its change reaches us before the OK of
+    ours (the server applied it after ours, in reaction), as another client's earlier change would. Our
+    document ends with the server's value (skipped at first, then a resync). (Other viewers of the session
+    are sent the clamp first and our value after it, by the Bokeh server: they show our value.) '''
+    url = server.url("/clamp")
+    with pull_session(url=url, timeout=LONG) as session:
+        slider = session.document.get_model_by_name("slider")
+        resyncs: list[str] = []
+        session.on_resync(lambda s, reason: resyncs.append(reason))
+        for value in values:
+            slider.value = value
+        quiet(session)
+        assert slider.value == min(values[-1], 100)
+        assert server_state(url, session.id) == canonical(session.document)
+        assert (values[-1] > 100) <= bool(resyncs)
+
+
 def test_a_change_the_server_drops_is_reported_at_flush(server):
     ''' A removes root R and adds root N in one batch while B's removal of R, already on the server, is on
     its way to A. The server drops A's whole PATCH-DOC (it names R) and answers OK: A's flush() raises

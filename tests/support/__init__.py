@@ -35,6 +35,7 @@ APPS = {
     "/empty": "tests.apps:empty",
     "/slider": "tests.apps:slider",
     "/columns": "tests.apps:columns",
+    "/clamp": "tests.apps:clamp",
     "/stream": "tests.apps:stream",
     "/big": "tests.apps:big",
     # A model class only the server imports (the test client must not): tests/foreign_models.py
