@@ -27,7 +27,9 @@ stream                 streams only, all with the  reorder: their rows go before
 stream (no rollover)   patches only                apply: rows are added after every patched index
 patch                  streams only, no rollover   apply: it patches rows older than ours
 patch                  patches, other indices      apply: they commute
-data replaced          streams only, same rollover  apply, then our pending rows again after it
+data replaced          streams only, same rollover  apply, then our pending rows again after it; and
+                                                   resynchronise (a server callback replacing the
+                                                   data in reaction to our streams did so after them)
 anything else          anything                    apply, then resynchronise once our changes are
                                                    acknowledged (pull; the server's state wins)
 =====================  ==========================  =================================================

@@ -104,6 +104,13 @@ def apply_crossing(doc: Document, message: Message[Any], pending: Pending, sette
             if action in (Action.REORDER, Action.REAPPEND):
                 assert touch is not None
                 if _transform(action, event, touch, setter):
+                    if action is Action.REAPPEND and not reasons:
+                        # Exact if another client replaced the data before our
+                        # streams; a server callback replacing it in reaction
+                        # to them did so after (our rows are gone there).
+                        reasons.append("a server data replacement arrived while streams of ours to the source were "
+                                       "on their way: it was applied before them, or after them (a server callback "
+                                       "reacting to ours)")
                     continue
                 action = Action.RESYNC
             if action is Action.RESYNC and touch is not None and touch.streams:

@@ -33,6 +33,19 @@ def clamp(doc: Document) -> None:
     doc.add_root(widget)
 
 
+def reset(doc: Document) -> None:
+    ''' A source and a Slider whose server-side on_change replaces the source's data with one row (a
+    callback reacting to a client's change by replacing data the client streams to). '''
+    source = ColumnDataSource(data={"x": [], "y": []}, name="source")
+    widget = Slider(start=0, end=100000, value=0, step=1, title="value", name="slider")
+
+    def changed(attr, old, new):
+        source.data = {"x": [-1], "y": [new]}
+    widget.on_change("value", changed)
+    doc.add_root(widget)
+    doc.add_root(source)
+
+
 def columns(doc: Document) -> None:
     ''' A two-column source and a Slider whose server-side on_change assigns
     one column (``source.data["y"] = ...``: a ColumnDataChanged naming ``y``).

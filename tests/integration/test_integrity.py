@@ -164,6 +164,24 @@ def test_a_server_callback_changing_what_we_changed_ends_as_the_server(server, v
         assert (values[-1] > 100) <= bool(resyncs)
 
 
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_server_callback_replacing_the_data_we_stream_to_ends_as_the_server(server, batch):
+    ''' We stream rows and set the slider; the app replaces the source's data in reaction to the slider,
+    after our streams on the server, and its replacement reaches us while they are unacknowledged, as
+    another client's earlier one would. Our document ends with the server's rows. '''
+    url = server.url("/reset")
+    with pull_session(url=url, timeout=LONG) as session:
+        source = session.document.get_model_by_name("source")
+        slider = session.document.get_model_by_name("slider")
+        with session.batch() if batch else session.lock:
+            source.stream({"x": [1, 2], "y": [10, 20]})
+            slider.value = 7
+            source.stream({"x": [3], "y": [30]})
+        quiet(session)
+        assert server_state(url, session.id) == canonical(session.document)
+        assert list(source.data["x"]) == [-1, 3]
+
+
 def test_a_change_the_server_drops_is_reported_at_flush(server):
     ''' A removes root R and adds root N in one batch while B's removal of R, already on the server, is on
     its way to A. The server drops A's whole PATCH-DOC (it names R) and answers OK: A's flush() raises

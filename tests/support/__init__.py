@@ -36,6 +36,7 @@ APPS = {
     "/slider": "tests.apps:slider",
     "/columns": "tests.apps:columns",
     "/clamp": "tests.apps:clamp",
+    "/reset": "tests.apps:reset",
     "/stream": "tests.apps:stream",
     "/big": "tests.apps:big",
     # A model class only the server imports (the test client must not): tests/foreign_models.py
