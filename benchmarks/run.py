@@ -133,6 +133,7 @@ def plan(quick: bool, reps: int | None) -> list[Job]:
         add("patch_burst", "rt100", "bokeh", burst, n=1, timeout=60)
     add("patch_burst", "each", "bokehsync", burst)
     add("patch_burst", "batch", "bokehsync", burst)
+    add("patch_burst", "pipelined", "raw", burst)
     add("patch_burst", "each", "raw", burst, n=1)
     add("patch_burst", "merged", "raw", burst, n=few)
     for kind in ("list", "numpy"):
@@ -392,7 +393,9 @@ def _floor_of(jobs: list[Job], job: Job, client: str = "floor") -> Job | None:
     '''
     found = [j for j in jobs if j.case == job.case and j.label == job.label and j.client == client and j.ok()]
     if client == "raw":
-        best = [j for j in found if j.variant in ("", "quickack", "merged")]
+        # patch_burst: pipelined (acknowledged, overlapped), else merged.
+        best = sorted((j for j in found if j.variant in ("", "quickack", "pipelined", "merged")),
+                      key=lambda j: j.variant == "merged")
     else:
         best = [j for j in found if j.variant == job.variant]
     return (best or found or [None])[0]
@@ -528,9 +531,15 @@ def print_writers_table(jobs: list[Job]) -> list[str]:
     return lines
 
 
-def targets(jobs: list[Job], imp: dict[str, Any] | None) -> list[tuple[str, str, bool | None]]:
-    ''' (target, measured, MET?) for the targets of issues 16, 13 and 4. '''
-    out: list[tuple[str, str, bool | None]] = []
+#: The result of a line of the targets table that is a measurement, not a target.
+INFO = "info"
+
+
+def targets(jobs: list[Job], imp: dict[str, Any] | None) -> list[tuple[str, str, bool | str | None]]:
+    ''' (target, measured, MET?) for the targets of issues 16, 13 and 4; MET? is
+    :data:`INFO` for a line that only informs, None for a target not run.
+    '''
+    out: list[tuple[str, str, bool | str | None]] = []
 
     def get(key: str) -> Job | None:
         job = _find(jobs, key)
@@ -544,15 +553,16 @@ def targets(jobs: list[Job], imp: dict[str, Any] | None) -> list[tuple[str, str,
             out.append((name, f"{r:.2f}x ({_ms(job.median())} / {_ms(floor.median())})",
                         r <= limit and _verified(job)))
     vs_floor("patch_burst/each/bokehsync", 1.25, "#16 patch_burst <= 1.25x floor")
-    job = get("patch_burst/each/bokehsync")
-    floor = _floor_of(jobs, job) if job else None
-    if job and floor and job.median() and floor.median():
-        srv = server_floor(jobs, job)
-        if srv:
-            top = max(floor.median(), srv)  # type: ignore[type-var]
-            r = job.median() / top  # type: ignore[operator]
-            out.append(("#16 patch_burst <= 1.25x max(floor, srv floor)",
-                        f"{r:.2f}x ({_ms(job.median())} / {_ms(top)})", r <= 1.25 and _verified(job)))
+    # What any client that waits for the OK can reach: the raw client sending
+    # a PATCH-DOC every 500 changes without waiting (informative, not a target).
+    job, floor, pipe = get("patch_burst/each/bokehsync"), get("patch_burst/-/floor"), get("patch_burst/pipelined/raw")
+    if floor and pipe and floor.median() and pipe.median():
+        r = pipe.median() / floor.median()  # type: ignore[operator]
+        out.append(("#16 patch_burst: raw pipelined (acked floor) / floor", f"{r:.2f}x ({_ms(pipe.median())} / "
+                    f"{_ms(floor.median())})", INFO))
+        if job and job.median():
+            r = job.median() / pipe.median()  # type: ignore[operator]
+            out.append(("#16 patch_burst: bokehsync / raw pipelined", f"{r:.2f}x", INFO))
     vs_floor("stream[numpy]/each/bokehsync", 1.15, "#16 stream[numpy] <= 1.15x floor")
     r = _ratio(jobs, "connect_pull/-/bokehsync", "connect_pull/-/bokeh")
     if r is not None:
@@ -729,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'target':56} {'measured':44} result")
     for name, value, met in table:
-        print(f"{name:56} {value:44} {'MET' if met else 'MISSED' if met is False else 'not run'}")
+        verdict = met if met == INFO else "MET" if met else "MISSED" if met is False else "not run"
+        print(f"{name:56} {value:44} {verdict}")
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"total {total:.0f} s")
     if args.json:
