@@ -550,8 +550,10 @@ def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[s
         # Called under session.lock for server changes (reader thread) and local ones.
         if len(source.data["x"]) >= expected:
             converged.set()
+    resyncs: list[str] = []
     if client == "bokehsync":
         doc.on_change(check)
+        session.on_resync(lambda _session, reason: resyncs.append(reason))
     # Not gc.collect(): 8 processes collecting at once take ~1 s of CPU.
     # Freezing leaves the setup's objects out of later collections.
     gc.freeze()
@@ -588,7 +590,8 @@ def _writer(index: int, barrier: Any, client: str, url: str, session_ids: list[s
     with api.lock(session):
         local = len(source.data["x"])
     session.close()
-    return {"t0": t0, "flushed": t1, "converged": t2, "local_rows": local, "expected_local": expected, "cpu": cpu}
+    return {"t0": t0, "flushed": t1, "converged": t2, "local_rows": local, "expected_local": expected, "cpu": cpu,
+            "resyncs": len(resyncs)}
 
 
 def case_writers(client: str, variant: str, base: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -647,13 +650,16 @@ def case_writers(client: str, variant: str, base: str, p: dict[str, Any]) -> dic
     note = f"{total / wall:,.0f} rows/s"
     if not verified:
         note += ", rows MISSING on the server"
+    resyncs = sum(r["resyncs"] for r in results)
+    if resyncs:
+        note += f", {resyncs} resync(s)"
     if converged is not None:
         note += f", all local documents converged at {converged:.2f} s"
     elif client == "bokehsync":
         short = [f"{r['local_rows']}/{r['expected_local']}" for r in results if r["local_rows"] != r["expected_local"]]
         note += f", local documents NOT converged ({', '.join(short)} rows)"
     return {"time": wall, "rows_per_s": total / wall, "converged": converged, "verified": verified and local_ok,
-            "cpu": sum(r["cpu"] for r in results), "note": note}
+            "cpu": sum(r["cpu"] for r in results), "resyncs": resyncs, "note": note}
 
 
 CASES: dict[str, Callable[[str, str, str, dict[str, Any]], dict[str, Any]]] = {
