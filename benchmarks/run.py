@@ -554,8 +554,8 @@ def targets(jobs: list[Job], imp: dict[str, Any] | None) -> list[tuple[str, str,
                         r <= limit and _verified(job)))
     vs_floor("patch_burst/each/bokehsync", 1.25, "#16 patch_burst <= 1.25x floor")
     # What a client that waits for the OK takes with no overhead of its own:
-    # the raw client sending a PATCH-DOC every 500 changes without waiting
-    # (informative, not a target).
+    # the raw client sending a PATCH-DOC every _client.PIPELINE_CHUNK changes
+    # without waiting (informative, not a target).
     job, floor, pipe = get("patch_burst/each/bokehsync"), get("patch_burst/-/floor"), get("patch_burst/pipelined/raw")
     if floor and pipe and floor.median() and pipe.median() and _verified(pipe):
         r = pipe.median() / floor.median()  # type: ignore[operator]
